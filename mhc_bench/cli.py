@@ -1,0 +1,57 @@
+"""``mhc-bench`` command line. Each subcommand lives in its own module.
+
+A command module exposes ``add_arguments(parser)`` and ``run(args) -> int``
+and keeps heavy imports (torch, lightning, lm-eval) inside ``run`` so that
+``--help`` stays fast. Modules load only when their command is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mhc_bench import __version__
+from mhc_bench.paths import configure_environment
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("mhc_bench.data.command", "download, split and tokenize the corpus (cached, idempotent)"),
+    "train": ("mhc_bench.train.command", "train one cell from a YAML config"),
+    "eval": ("mhc_bench.evaluation.command", "run lm-eval tasks on a trained cell"),
+    "bench": ("mhc_bench.bench.command", "overhead and kernel benchmarks"),
+    "cells": ("mhc_bench.workflow.command_cells", "list the cell ids of a profile"),
+    "cell": ("mhc_bench.workflow.command_cell", "train and evaluate one cell of a profile via Snakemake"),
+    "report": ("mhc_bench.report.command", "aggregate results into tables, plots and the claims scorecard"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mhc-bench",
+        description="Reproducibility benchmark suite for mHC (Manifold-Constrained Hyper-Connections).",
+    )
+    parser.add_argument("--version", action="version", version=f"mhc-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    configure_environment()
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""A nanoGPT-style decoder with three residual variants: baseline, HC and mHC.
+
+The residual state is ``x: [B, T, n, C]`` (n streams of width C). Every
+attention and every MLP is its own residual *layer* (two per block, as in the
+mHC paper) computing
+
+    x_next = H_res @ x + H_post^T F(H_pre @ x)
+
+with ``H_res: [B, T, n, n]`` (rows = output streams), ``H_pre, H_post: [B, T, n]``.
+
+- ``baseline``: ``x + F(x)`` with n = 1.
+- ``hc``: Hyper-Connections (arXiv:2409.19606): static maps plus tanh-gated
+  dynamic ones, ``H = S + s * tanh(norm(x) W)``; ``W`` starts at zero and the
+  static maps start at H_res = I, H_pre = one-hot(layer index mod n),
+  H_post = 1, so the network starts as a plain residual network.
+- ``mhc``: mHC Eq. 10-12: RMSNorm of the flattened ``n*C`` vector, one matmul
+  with ``[phi_pre | phi_post | phi_res]``, scalar gates ``alpha``, static
+  biases, ``sigmoid`` / ``2*sigmoid`` and Sinkhorn-Knopp for H_res.
+
+A map left out of ``ModelConfig.maps`` is fixed at its static identity-like
+value (H_res = I, H_pre = 1/n, H_post = 1) with no parameters, which expresses
+the ablation rows of the paper's Table 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from mhc_bench import ops
+from mhc_bench.dispatch import KERNEL_CHOICES, StreamOps, stream_ops_for
+
+RESIDUAL_KINDS = ("baseline", "hc", "mhc")
+RES_INITS = ("identity", "uniform")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of one model. Validated on construction (``ValueError`` names the field)."""
+
+    vocab_size: int = 4096
+    n_layer: int = 6  # transformer blocks; residual layers = 2 * n_layer
+    d_model: int = 128
+    n_head: int = 4
+    seq_len: int = 128
+    residual: str = "mhc"  # "baseline" | "hc" | "mhc"
+    n_streams: int = 4
+    sinkhorn_iters: int = 20
+    maps: tuple[str, ...] = ("res", "pre", "post")
+    alpha_init: float = 0.01
+    # mHC static H_res logits: "identity" = 1 on the diagonal (after Sinkhorn a
+    # diagonal of e/(e+n-1), 0.475 at n=4), "uniform" = zeros (1/n everywhere).
+    res_init: str = "identity"
+    dropout: float = 0.0
+    bias: bool = False
+    kernels: str = "auto"  # "auto" | "torch" | "triton" | "compile"
+    # Selective recompute: checkpoint residual layers in blocks of this many
+    # layers (0 = off, -1 = the paper's L_r* = sqrt(nL/(n+2)), rounded).
+    recompute: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.maps, str):
+            raise ValueError(f"maps must be a list of map names, got the string {self.maps!r}")
+        unknown = [m for m in self.maps if m not in ops.MAP_NAMES]
+        if unknown:
+            raise ValueError(f"maps: unknown map name(s) {unknown}; allowed {ops.MAP_NAMES}")
+        self.maps = tuple(m for m in ("res", "pre", "post") if m in self.maps)
+        positive = ("vocab_size", "n_layer", "d_model", "n_head", "seq_len")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.residual not in RESIDUAL_KINDS:
+            raise ValueError(f"residual must be one of {RESIDUAL_KINDS}, got {self.residual!r}")
+        if not isinstance(self.n_streams, int) or self.n_streams < 1:
+            raise ValueError(f"n_streams must be an integer >= 1, got {self.n_streams!r}")
+        if self.residual == "baseline" and self.n_streams != 1:
+            raise ValueError(f"n_streams must be 1 for residual='baseline', got {self.n_streams}")
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
+            )
+        if self.sinkhorn_iters < 1:
+            raise ValueError(f"sinkhorn_iters must be >= 1, got {self.sinkhorn_iters}")
+        if self.res_init not in RES_INITS:
+            raise ValueError(f"res_init must be one of {RES_INITS}, got {self.res_init!r}")
+        if self.kernels not in KERNEL_CHOICES:
+            raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {self.kernels!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.recompute < -1:
+            raise ValueError(f"recompute must be -1 (auto), 0 (off) or a block size, got {self.recompute}")
+
+    @property
+    def n_residual_layers(self) -> int:
+        return 2 * self.n_layer
+
+    def recompute_block(self) -> int:
+        """Layers per recompute block; the paper's Eq. 20 optimum when ``recompute == -1``."""
+        if self.recompute == -1:
+            n, layers = self.n_streams, self.n_residual_layers
+            return max(1, round(math.sqrt(n * layers / (n + 2))))
+        return self.recompute
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["maps"] = list(self.maps)
+        out.pop("extra")
+        return out
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.proj.is_residual_out = True
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=-1)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, 4 * cfg.d_model, bias=cfg.bias)
+        self.proj = nn.Linear(4 * cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.proj.is_residual_out = True
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class PreNorm(nn.Module):
+    """F of one residual layer: RMSNorm then attention or MLP (pre-norm inside F)."""
+
+    def __init__(self, cfg: ModelConfig, inner: nn.Module) -> None:
+        super().__init__()
+        self.norm = RMSNorm(cfg.d_model)
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.norm(x))
+
+
+class MHCMaps(nn.Module):
+    """mHC's manifold-constrained maps (Eq. 10-12) for one residual layer."""
+
+    def __init__(self, cfg: ModelConfig, stream_ops: StreamOps) -> None:
+        super().__init__()
+        n, C = cfg.n_streams, cfg.d_model
+        self.n, self.iters, self.enabled = n, cfg.sinkhorn_iters, cfg.maps
+        self.stream_ops = stream_ops
+        widths = {"pre": n, "post": n, "res": n * n}
+        width = sum(widths[m] for m in ops.MAP_NAMES if m in self.enabled)
+        # proj = RMSNorm(x) @ phi has unit-scale entries at init; alpha gates them.
+        self.phi = nn.Parameter(torch.randn(n * C, width) / math.sqrt(n * C))
+        self.alpha = nn.ParameterDict(
+            {m: nn.Parameter(torch.tensor(cfg.alpha_init)) for m in ops.MAP_NAMES if m in self.enabled}
+        )
+        # sigmoid(b_pre) = 1/n reads the stream mean at init (0 when n = 1: the
+        # layer's pre-norm makes F insensitive to the read scale).
+        pre_bias = -math.log(n - 1) if n > 1 else 0.0
+        res_bias = torch.eye(n) if cfg.res_init == "identity" else torch.zeros(n, n)
+        self.b_pre = nn.Parameter(torch.full((n,), pre_bias)) if "pre" in self.enabled else None
+        self.b_post = nn.Parameter(torch.zeros(n)) if "post" in self.enabled else None
+        self.b_res = nn.Parameter(res_bias) if "res" in self.enabled else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x_flat = x.flatten(-2)
+        if len(self.enabled) == 3:
+            alpha = torch.stack([self.alpha["pre"], self.alpha["post"], self.alpha["res"]])
+            return self.stream_ops.mhc_maps(
+                x_flat, self.phi, alpha, self.b_pre, self.b_post, self.b_res, self.iters
+            )
+        return ops.mhc_maps_partial(
+            x_flat, self.phi, dict(self.alpha), self.b_pre, self.b_post, self.b_res, self.n, self.iters
+        )
+
+
+class HCMaps(nn.Module):
+    """Hyper-Connections' unconstrained dynamic maps (arXiv:2409.19606) for one layer."""
+
+    def __init__(self, cfg: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        n, C = cfg.n_streams, cfg.d_model
+        self.n, self.enabled = n, cfg.maps
+        widths = {"pre": 1, "post": 1, "res": n}
+        self.width = {m: widths[m] for m in ops.MAP_NAMES if m in self.enabled}
+        # Dynamic projections start at zero: the maps start at their static values.
+        self.w = nn.Parameter(torch.zeros(C, sum(self.width.values())))
+        self.scale = nn.ParameterDict(
+            {m: nn.Parameter(torch.tensor(cfg.alpha_init)) for m in self.width}
+        )
+        self.s_pre = (
+            nn.Parameter(F.one_hot(torch.tensor(layer_index % n), n).float())
+            if "pre" in self.enabled else None
+        )
+        self.s_post = nn.Parameter(torch.ones(n)) if "post" in self.enabled else None
+        self.s_res = nn.Parameter(torch.eye(n)) if "res" in self.enabled else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h_pre, h_post, h_res = ops.static_maps(x.shape[:-2], self.n, x.dtype, x.device)
+        dyn = torch.tanh(F.rms_norm(x, (x.shape[-1],)) @ self.w)  # [..., n_in, width]
+        chunks = dict(zip(self.width, dyn.split(list(self.width.values()), dim=-1), strict=True))
+        if self.s_pre is not None:
+            h_pre = self.s_pre + self.scale["pre"] * chunks["pre"].squeeze(-1)
+        if self.s_post is not None:
+            h_post = self.s_post + self.scale["post"] * chunks["post"].squeeze(-1)
+        if self.s_res is not None:
+            # chunks["res"][..., j, i]: input stream j's weight into output stream i.
+            h_res = self.s_res + self.scale["res"] * chunks["res"].transpose(-1, -2)
+        return h_pre, h_post, h_res
+
+
+class ResidualLayer(nn.Module):
+    """One residual layer: ``x_next = H_res x + H_post^T F(H_pre x)``."""
+
+    def __init__(self, cfg: ModelConfig, index: int, fn: nn.Module, stream_ops: StreamOps) -> None:
+        super().__init__()
+        self.fn = fn
+        self.stream_ops = stream_ops
+        self.maps: nn.Module | None
+        if cfg.residual == "mhc":
+            self.maps = MHCMaps(cfg, stream_ops)
+        elif cfg.residual == "hc":
+            self.maps = HCMaps(cfg, index)
+        else:
+            self.maps = None
+        self.recorder: list[torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.maps is None:
+            if self.recorder is not None:
+                self.recorder.append(x.new_ones((*x.shape[:-2], 1, 1)))
+            return x + self.fn(x[..., 0, :]).unsqueeze(-2)
+        h_pre, h_post, h_res = self.maps(x)
+        if self.recorder is not None:
+            self.recorder.append(h_res)
+        y = self.fn(self.stream_ops.stream_pre(h_pre, x))
+        return self.stream_ops.stream_post_res(h_res, x, h_post, y)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.stream_ops = stream_ops_for(cfg.kernels)
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.seq_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        layers = []
+        for i in range(cfg.n_residual_layers):
+            inner = CausalSelfAttention(cfg) if i % 2 == 0 else MLP(cfg)
+            layers.append(ResidualLayer(cfg, i, PreNorm(cfg, inner), self.stream_ops))
+        self.layers = nn.ModuleList(layers)
+        self.ln_f = RMSNorm(cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            std = 0.02
+            if getattr(module, "is_residual_out", False):
+                std = 0.02 / math.sqrt(self.cfg.n_residual_layers)
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def map_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the residual maps (H_pre, H_post, H_res), for grad-norm probes."""
+        for layer in self.layers:
+            if layer.maps is not None:
+                yield from layer.maps.parameters()
+
+    @contextlib.contextmanager
+    def recording_maps(self) -> Iterator[list[torch.Tensor]]:
+        """Collect every layer's H_res from the forward passes run inside the block."""
+        record: list[torch.Tensor] = []
+        for layer in self.layers:
+            layer.recorder = record
+        try:
+            yield record
+        finally:
+            for layer in self.layers:
+                layer.recorder = None
+
+    def _run_layers(self, x: torch.Tensor) -> torch.Tensor:
+        block = self.cfg.recompute_block()
+        if block <= 0 or not (self.training and torch.is_grad_enabled()):
+            for layer in self.layers:
+                x = layer(x)
+            return x
+        for start in range(0, len(self.layers), block):
+            chunk = self.layers[start : start + block]
+            x = checkpoint(_run_chunk, chunk, x, use_reentrant=False)
+        return x
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T = idx.shape
+        if T > self.cfg.seq_len:
+            raise ValueError(f"sequence length {T} exceeds seq_len {self.cfg.seq_len}")
+        pos = torch.arange(T, device=idx.device)
+        h = self.drop(self.wte(idx) + self.wpe(pos))
+        x = h.unsqueeze(-2).expand(B, T, self.cfg.n_streams, self.cfg.d_model)
+        x = self._run_layers(x)
+        logits = self.lm_head(self.ln_f(x.sum(dim=-2)))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+        return logits, loss
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _run_chunk(chunk: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    for layer in chunk:
+        x = layer(x)
+    return x
