@@ -10,6 +10,6 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from mhc_bench.paths import configure_environment  # noqa: E402
+from mhc_bench.paths import configure_environment
 
 configure_environment()

@@ -1,0 +1,193 @@
+"""The three residual variants: reductions to the baseline, maps really applied, config checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mhc_bench.model import GPT, ModelConfig
+from mhc_bench.probes import amax_gain, residual_maps
+
+TINY = dict(vocab_size=50, n_layer=2, d_model=16, n_head=2, seq_len=12)
+
+
+def make(residual: str, n: int, **kw) -> GPT:
+    torch.manual_seed(0)
+    return GPT(ModelConfig(**TINY, residual=residual, n_streams=n, **kw))
+
+
+def tokens(batch: int = 2) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(7)
+    return torch.randint(0, TINY["vocab_size"], (batch, TINY["seq_len"]), generator=gen)
+
+
+def test_mhc_n1_h_res_is_exactly_one() -> None:
+    maps = residual_maps(make("mhc", 1), tokens())
+    assert maps.shape == (4, 2, 12, 1, 1)
+    assert torch.equal(maps, torch.ones_like(maps))
+
+
+@pytest.mark.parametrize("residual", ["hc", "mhc"])
+def test_n1_with_only_res_map_reduces_exactly_to_baseline(residual: str) -> None:
+    base = make("baseline", 1)
+    model = make(residual, 1, maps=("res",))
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and all(".maps." in k for k in missing)
+    idx = tokens()
+    assert torch.equal(model(idx)[0], base(idx)[0])
+
+
+def _perturbations(model: GPT) -> dict[str, torch.nn.Parameter]:
+    # a middle layer: at layer 0 the streams are still copies, and at the last layer only
+    # H_res's column sums reach the output (the streams are summed), both ~1 for mHC
+    layer_maps = model.layers[len(model.layers) // 2].maps
+    if model.cfg.residual == "mhc":
+        return {"pre": layer_maps.b_pre, "post": layer_maps.b_post, "res": layer_maps.b_res,
+                "phi": layer_maps.phi}
+    return {"pre": layer_maps.s_pre, "post": layer_maps.s_post, "res": layer_maps.s_res, "w": layer_maps.w}
+
+
+@pytest.mark.parametrize("residual", ["hc", "mhc"])
+def test_every_map_changes_the_output_when_n_gt_1(residual: str) -> None:
+    """Fails if H_res, H_pre or H_post were silently ignored (a bug seen in public code)."""
+    model = make(residual, 4)
+    with torch.no_grad():  # make the streams differ (at init they are copies, and any
+        for p in model.map_parameters():  # row-stochastic mix of equal streams is a no-op)
+            p.add_(torch.randn_like(p) * 0.3)
+    idx = tokens()
+    reference = model(idx)[0]
+    for name, param in _perturbations(model).items():
+        saved = param.detach().clone()
+        with torch.no_grad():
+            param.add_(torch.randn_like(param) * 0.5)
+            changed = model(idx)[0]
+            param.copy_(saved)
+        assert not torch.allclose(changed, reference, atol=1e-6), f"{residual}: map {name} has no effect"
+    assert torch.equal(model(idx)[0], reference)
+
+
+@pytest.mark.parametrize("residual", ["hc", "mhc"])
+def test_layer_computes_the_documented_update(residual: str) -> None:
+    """x_next = H_res @ x + H_post^T F(H_pre @ x), with H_res rows = output streams."""
+    model = make(residual, 3)
+    layer = model.layers[1]
+    with torch.no_grad():
+        for p in layer.maps.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+        x = torch.randn(2, 5, 3, TINY["d_model"])
+        h_pre, h_post, h_res = layer.maps(x)
+        y = layer.fn(torch.einsum("btn,btnc->btc", h_pre, x))
+        expected = torch.einsum("btij,btjc->btic", h_res, x) + h_post[..., None] * y[..., None, :]
+        torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def _layer_outputs(model: GPT, idx: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    outputs: list[torch.Tensor] = []
+    hooks = [layer.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for layer in model.layers]
+    maps = residual_maps(model, idx)
+    for hook in hooks:
+        hook.remove()
+    return outputs, maps
+
+
+def test_hc_starts_as_a_plain_residual_network() -> None:
+    model = make("hc", 4)
+    base = make("baseline", 1)
+    base.load_state_dict({k: v for k, v in model.state_dict().items() if ".maps." not in k})
+    idx = tokens()
+    streams, maps = _layer_outputs(model, idx)
+    base_streams, _ = _layer_outputs(base, idx)
+    for out, base_out in zip(streams, base_streams, strict=True):
+        # every stream is exactly the baseline's residual state at that layer
+        assert torch.equal(out, base_out.expand_as(out))
+    assert torch.equal(maps, torch.eye(4).expand_as(maps))
+    gains = amax_gain(maps)
+    assert gains["single_fwd"] == [1.0] * 4 and gains["single_bwd"] == [1.0] * 4
+    # one-hot H_pre by layer index: layer i reads stream i mod n
+    for i, layer in enumerate(model.layers):
+        assert layer.maps.s_pre.argmax().item() == i % 4
+
+
+def test_mhc_single_layer_forward_gain_is_one() -> None:
+    model = make("mhc", 4)
+    with torch.no_grad():
+        for p in model.map_parameters():
+            p.add_(torch.randn_like(p))
+    gains = amax_gain(residual_maps(model, tokens()))
+    assert all(abs(g - 1) < 1e-5 for g in gains["single_fwd"])
+
+
+@pytest.mark.parametrize(
+    ("maps", "expected_keys"),
+    [
+        ((), set()),
+        (("res",), {"b_res", "alpha.res"}),
+        (("res", "pre"), {"b_res", "b_pre", "alpha.res", "alpha.pre"}),
+        (("res", "pre", "post"), {"b_res", "b_pre", "b_post", "alpha.res", "alpha.pre", "alpha.post"}),
+    ],
+)
+def test_ablation_switches_select_the_learned_maps(maps: tuple[str, ...], expected_keys: set[str]) -> None:
+    model = make("mhc", 4, maps=maps)
+    names = {k for k, _ in model.layers[0].maps.named_parameters()} - {"phi"}
+    assert names == expected_keys
+    n, C = 4, TINY["d_model"]
+    width = {"res": n * n, "pre": n, "post": n}
+    assert model.layers[0].maps.phi.shape == (n * C, sum(width[m] for m in maps))
+
+
+def test_ablation_rows_give_different_models() -> None:
+    idx = tokens()
+    outputs = {}
+    for maps in [(), ("res",), ("res", "pre"), ("res", "pre", "post")]:
+        model = make("mhc", 4, maps=maps)
+        with torch.no_grad():
+            for p in model.map_parameters():
+                p.add_(torch.randn_like(p) * 0.5)
+        outputs[maps] = (model(idx)[0], sum(p.numel() for p in model.map_parameters()))
+    counts = [c for _, c in outputs.values()]
+    assert counts == sorted(counts) and len(set(counts)) == 4
+    logits = [o for o, _ in outputs.values()]
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not torch.allclose(logits[a], logits[b])
+
+
+def test_disabled_maps_take_their_static_values() -> None:
+    model = make("hc", 4, maps=())
+    h_pre, h_post, h_res = model.layers[0].maps(torch.randn(1, 3, 4, TINY["d_model"]))
+    assert torch.equal(h_pre, torch.full_like(h_pre, 0.25))
+    assert torch.equal(h_post, torch.ones_like(h_post))
+    assert torch.equal(h_res, torch.eye(4).expand_as(h_res))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"n_streams": 0}, "n_streams"),
+        ({"d_model": 30, "n_head": 4}, "d_model"),
+        ({"residual": "resnet"}, "residual"),
+        ({"maps": ("res", "mix")}, "maps"),
+        ({"residual": "baseline", "n_streams": 2}, "n_streams"),
+        ({"sinkhorn_iters": 0}, "sinkhorn_iters"),
+        ({"kernels": "cuda"}, "kernels"),
+        ({"res_init": "eye"}, "res_init"),
+        ({"n_layer": 0}, "n_layer"),
+    ],
+)
+def test_bad_config_names_the_field(overrides: dict, field: str) -> None:
+    kwargs = {**TINY, "residual": "mhc", "n_streams": 4, **overrides}
+    with pytest.raises(ValueError, match=field):
+        ModelConfig(**kwargs)
+
+
+def test_recompute_matches_plain_backward() -> None:
+    idx = tokens()
+    grads = []
+    for recompute in (0, -1):
+        model = make("mhc", 4, recompute=recompute)
+        model.train()
+        _, loss = model(idx, idx)
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

@@ -1,0 +1,72 @@
+"""Amax gain definitions on hand-built and random matrices."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mhc_bench.ops import sinkhorn_knopp
+from mhc_bench.probes import amax_gain, composite_products, grad_norms
+
+
+def test_hand_built_unconstrained_matrices() -> None:
+    # rows = output streams; row sums (3, -5) -> forward gain 5; column sums (2, -4) -> backward 4
+    m = torch.tensor([[1.0, 2.0], [1.0, -6.0]])
+    g = amax_gain(m.expand(1, 1, 1, 2, 2))
+    assert g["single_fwd"] == [5.0]
+    assert g["single_bwd"] == [4.0]
+    assert g["single_min_col"] == [-4.0]
+    assert abs(g["single_max_abs_log_col"][0] - math.log(4.0)) < 1e-12
+
+
+def test_signed_row_sum_not_sum_of_absolutes() -> None:
+    m = torch.tensor([[3.0, -3.0], [0.5, 0.5]])
+    assert amax_gain(m.expand(1, 1, 1, 2, 2))["single_fwd"] == [1.0]
+
+
+def test_composites_are_ordered_products() -> None:
+    torch.manual_seed(0)
+    maps = torch.randn(3, 1, 1, 2, 2, dtype=torch.float64)
+    P, Q = composite_products(maps)
+    H0, H1, H2 = maps[0, 0, 0], maps[1, 0, 0], maps[2, 0, 0]
+    torch.testing.assert_close(P[2, 0, 0], H2 @ H1 @ H0)
+    torch.testing.assert_close(P[1, 0, 0], H1 @ H0)
+    torch.testing.assert_close(Q[0, 0, 0], H2 @ H1 @ H0)
+    torch.testing.assert_close(Q[1, 0, 0], H2 @ H1)
+    torch.testing.assert_close(Q[2, 0, 0], H2)
+
+
+def test_scaled_identity_gains_compound() -> None:
+    maps = (2.0 * torch.eye(3)).expand(4, 2, 5, 3, 3)
+    g = amax_gain(maps)
+    assert g["composite_fwd"] == [2.0, 4.0, 8.0, 16.0]
+    assert g["composite_bwd"] == [16.0, 8.0, 4.0, 2.0]
+    assert g["max_composite_fwd"] == 16.0 and g["layer0_fwd"] == 2.0
+
+
+def test_gains_are_per_token_then_averaged() -> None:
+    maps = torch.stack([torch.eye(2), 3 * torch.eye(2)]).reshape(1, 1, 2, 2, 2)  # two tokens
+    assert amax_gain(maps)["single_fwd"] == [2.0]
+
+
+def test_doubly_stochastic_products_stay_bounded() -> None:
+    torch.manual_seed(1)
+    maps = sinkhorn_knopp(torch.randn(24, 4, 8, 4, 4, dtype=torch.float64) * 3, 50)
+    g = amax_gain(maps)
+    assert g["max_composite_fwd"] <= 1 + 1e-6
+    assert g["max_composite_bwd"] <= 1 + 1e-3  # columns are only approximately 1
+    assert g["min_composite_min_col"] > 0.99
+
+
+def test_grad_norms_split_maps_from_the_rest() -> None:
+    from mhc_bench.model import GPT, ModelConfig
+
+    cfg = ModelConfig(vocab_size=20, n_layer=1, d_model=8, n_head=2, seq_len=6, residual="mhc", n_streams=2)
+    model = GPT(cfg)
+    idx = torch.randint(0, 20, (2, 6))
+    model(idx, idx)[1].backward()
+    norms = grad_norms(model)
+    assert norms["grad_norm_maps"] > 0 and norms["grad_norm_rest"] > 0
+    total = torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item()
+    assert abs(norms["grad_norm"] - total) < 1e-5
