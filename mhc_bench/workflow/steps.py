@@ -1,0 +1,81 @@
+"""Small workflow steps that Snakemake rules run as ``python -m mhc_bench.workflow.steps``.
+
+Keeping the logic here (not in rule ``run:`` blocks) keeps rule code stable:
+Snakemake reruns jobs whose rule code changed, and a cosmetic edit must not
+retrain every cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from mhc_bench.paths import configure_environment
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def prepare_data_step(data_json: str, out: Path) -> None:
+    from mhc_bench.data import DataConfig, prepare_data
+
+    prepared = prepare_data(DataConfig(**json.loads(data_json)))
+    _write_json(out, {k: str(v) if isinstance(v, Path) else v for k, v in asdict(prepared).items()})
+
+
+def prepare_tasks_step(tasks: list[str], out: Path) -> None:
+    from mhc_bench.evaluation.tasks import prepare_tasks
+
+    _write_json(out, prepare_tasks(tasks))
+
+
+def tracking_init_step(uri: str, experiment: str, out: Path, attempts: int = 10) -> None:
+    """Create the MLflow store and the profile's experiment once, before any cell runs."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    for attempt in range(attempts):
+        try:
+            found = client.get_experiment_by_name(experiment)
+            exp_id = found.experiment_id if found else client.create_experiment(experiment)
+            break
+        except Exception as err:  # "database is locked" when another process initialises it
+            if attempt == attempts - 1:
+                raise
+            print(f"retrying MLflow initialisation: {err}", file=sys.stderr)
+            time.sleep(1 + attempt)
+    _write_json(out, {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp_id})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mhc_bench.workflow.steps")
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("prepare-data")
+    p.add_argument("--data", required=True, help="DataConfig fields as JSON")
+    p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("prepare-tasks")
+    p.add_argument("--tasks", nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("tracking-init")
+    p.add_argument("--uri", required=True)
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    configure_environment()
+    if args.step == "prepare-data":
+        prepare_data_step(args.data, args.out)
+    elif args.step == "prepare-tasks":
+        prepare_tasks_step(args.tasks, args.out)
+    else:
+        tracking_init_step(args.uri, args.experiment, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+# Shared set-up: validate the profile, expand the grid, constrain wildcards.
+import json
+import re
+import sys
+
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)  # the project is importable even when not pip-installed
+from mhc_bench.workflow import grid as G
+
+
+validate(config, "../schemas/profile.schema.yaml")
+config.update(G.validate_profile(config))
+
+PY = sys.executable  # run steps with the interpreter that runs Snakemake (the project venv)
+PROFILE = config["profile"]
+R = str(G.results_root(config))  # results/<profile>
+REPORT_DIR = f"{config.get('report_dir', 'report')}/{PROFILE}"
+CELLS = G.cell_configs(config)
+EVAL = config["eval"]
+RES = config["resources"]
+
+
+wildcard_constraints:
+    cell="|".join(re.escape(c) for c in CELLS) or "__no_cells__",
+
+
+def cell_dir(cell):
+    return f"{R}/cells/{cell}"
+
+
+def cell_targets():
+    """Every cell's final file: eval.json when evaluation is on, else metrics.json."""
+    final = "eval.json" if EVAL["enabled"] else "metrics.json"
+    return [f"{cell_dir(c)}/{final}" for c in CELLS]

@@ -1,0 +1,38 @@
+# Data shared by every cell: corpus + tokenizer, lm-eval task files, the MLflow store.
+
+
+rule prepare_data:
+    output:
+        f"{R}/data.json",
+    params:
+        data=json.dumps(config["data"], sort_keys=True),
+    log:
+        f"{R}/logs/prepare_data.log",
+    shell:
+        "{PY} -m mhc_bench.workflow.steps prepare-data --data '{params.data}' --out {output} > {log} 2>&1"
+
+
+rule prepare_tasks:
+    output:
+        f"{R}/tasks.json",
+    params:
+        tasks=" ".join(EVAL["tasks"]),
+    log:
+        f"{R}/logs/prepare_tasks.log",
+    shell:
+        "{PY} -m mhc_bench.workflow.steps prepare-tasks --tasks {params.tasks} --out {output} > {log} 2>&1"
+
+
+rule tracking_init:
+    # One process creates the SQLite store and the experiment before the cells start:
+    # parallel jobs racing on schema creation hit "database is locked".
+    output:
+        f"{R}/mlflow.ready",
+    params:
+        uri=G.tracking_uri(config),
+        experiment=PROFILE,
+    log:
+        f"{R}/logs/tracking_init.log",
+    shell:
+        "{PY} -m mhc_bench.workflow.steps tracking-init --uri '{params.uri}' "
+        "--experiment {params.experiment} --out {output} > {log} 2>&1"

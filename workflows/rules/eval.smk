@@ -1,0 +1,24 @@
+# lm-evaluation-harness on the BBH-, GSM8K- and MMLU-style tasks, one job per cell.
+
+
+rule evaluate:
+    input:
+        metrics=f"{R}/cells/{{cell}}/metrics.json",
+        tasks=f"{R}/tasks.json",
+    output:
+        f"{R}/cells/{{cell}}/eval.json",
+    params:
+        tasks=" ".join(EVAL["tasks"]),
+        limit=f"--limit {EVAL['limit']}" if EVAL["limit"] else "",
+        batch_size=EVAL["batch_size"],
+    benchmark:
+        f"{R}/cells/{{cell}}/eval.benchmark.tsv"
+    log:
+        f"{R}/logs/eval/{{cell}}.log",
+    threads: RES["eval_threads"]
+    resources:
+        mem_mb=RES["eval_mem_mb"],
+        gpu=RES["gpu"],
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli eval --cell {R}/cells/{wildcards.cell} "
+        "--tasks {params.tasks} {params.limit} --batch-size {params.batch_size} > {log} 2>&1"

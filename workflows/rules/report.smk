@@ -1,0 +1,44 @@
+# Tables, plots and the claims scorecard. `make report` runs this rule with
+# report_only=true: it then reads whatever results exist and trains nothing.
+
+
+def report_inputs(wildcards=None):
+    if config.get("report_only"):
+        return []
+    inputs = cell_targets()
+    if config["bench"]["enabled"]:
+        inputs.append(f"{R}/bench/bench.json")
+    return inputs
+
+
+def report_outputs():
+    return [f"{REPORT_DIR}/report.md"]
+
+
+rule report:
+    input:
+        report_inputs,
+    output:
+        md=f"{REPORT_DIR}/report.md",
+        html=report(
+            f"{REPORT_DIR}/report.html",
+            caption="../report/report.rst",
+            category="Report",
+        ),
+        claims=report(
+            f"{REPORT_DIR}/claims.csv",
+            caption="../report/claims.rst",
+            category="Claims scorecard",
+        ),
+        summary=f"{R}/summary.csv",
+        plots=report(
+            directory(f"{REPORT_DIR}/plots"),
+            patterns=["{name}.png"],
+            caption="../report/plots.rst",
+            category="Plots",
+            labels={"figure": "{name}"},
+        ),
+    log:
+        f"{R}/logs/report.log",
+    shell:
+        "{PY} -m mhc_bench.cli report --results {R} --out {REPORT_DIR} --profile {PROFILE} > {log} 2>&1"

@@ -1,0 +1,31 @@
+# One training cell per grid row. The trainer resumes from checkpoints/last.ckpt when a
+# previous attempt was interrupted, so a rerun neither loses nor duplicates work.
+
+
+rule cell_config:
+    output:
+        f"{R}/cells/{{cell}}/cell.yaml",
+    params:
+        cell=lambda w: CELLS[w.cell],
+    run:
+        G.write_cell_yaml(params.cell, Path(output[0]))
+
+
+rule train:
+    input:
+        cfg=f"{R}/cells/{{cell}}/cell.yaml",
+        data=f"{R}/data.json",
+        tracking=f"{R}/mlflow.ready",
+    output:
+        f"{R}/cells/{{cell}}/metrics.json",
+    benchmark:
+        f"{R}/cells/{{cell}}/train.benchmark.tsv"
+    log:
+        f"{R}/logs/train/{{cell}}.log",
+    threads: RES["train_threads"]
+    resources:
+        mem_mb=RES["train_mem_mb"],
+        gpu=RES["gpu"],
+    shell:
+        "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli train --config {input.cfg} "
+        "--out {R}/cells/{wildcards.cell} > {log} 2>&1"
