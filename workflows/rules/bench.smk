@@ -14,4 +14,4 @@ rule bench:
     resources:
         gpu=RES["gpu"],
     shell:
-        "{PY} -m mhc_bench.cli bench --out {R}/bench {params.args} > {log} 2>&1"
+        "{PY} -m mhc_bench.cli bench --out $(dirname {output.json}) {params.args} > {log} 2>&1"

@@ -12,7 +12,9 @@ from mhc_bench.workflow import grid as G
 validate(config, "../schemas/profile.schema.yaml")
 config.update(G.validate_profile(config))
 
-PY = sys.executable  # run steps with the interpreter that runs Snakemake (the project venv)
+# Steps run with the interpreter that runs Snakemake (the project venv). Deliberately not a
+# param: a param change reruns jobs, and moving the venv must not retrain every cell.
+PY = sys.executable
 PROFILE = config["profile"]
 R = str(G.results_root(config))  # results/<profile>
 REPORT_DIR = f"{config.get('report_dir', 'report')}/{PROFILE}"

@@ -20,5 +20,5 @@ rule evaluate:
         mem_mb=RES["eval_mem_mb"],
         gpu=RES["gpu"],
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli eval --cell {R}/cells/{wildcards.cell} "
+        "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli eval --cell $(dirname {output}) "
         "--tasks {params.tasks} {params.limit} --batch-size {params.batch_size} > {log} 2>&1"

@@ -38,7 +38,10 @@ rule report:
             category="Plots",
             labels={"figure": "{name}"},
         ),
+    params:
+        profile=PROFILE,
     log:
         f"{R}/logs/report.log",
     shell:
-        "{PY} -m mhc_bench.cli report --results {R} --out {REPORT_DIR} --profile {PROFILE} > {log} 2>&1"
+        "{PY} -m mhc_bench.cli report --results $(dirname {output.summary}) --out $(dirname {output.md}) "
+        "--profile {params.profile} > {log} 2>&1"

@@ -28,4 +28,4 @@ rule train:
         gpu=RES["gpu"],
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli train --config {input.cfg} "
-        "--out {R}/cells/{wildcards.cell} > {log} 2>&1"
+        "--out $(dirname {output}) > {log} 2>&1"
