@@ -10,7 +10,7 @@ export TRITON_CACHE_DIR := $(CURDIR)/.cache/triton
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export HF_HOME := $(CURDIR)/.cache/hf
 
-.PHONY: venv test lint reproduce report clean-venv
+.PHONY: venv test lint reproduce report snakemake-report clean-venv
 
 # The venv is built once: torch's local CPU wheel first (any other torch
 # request pulls a multi-GB CUDA build), then the pinned stack, then the project.
@@ -29,11 +29,20 @@ lint: venv
 test: venv lint
 	$(VENV)/bin/pytest -q
 
-reproduce: venv
-	@echo "not yet available: the workflow (issue 5) has not landed"; exit 1
+# Finished cells are never retrained because rule code or the venv changed: only a
+# newer input, a changed param (the cell's config) or a missing output reruns a job.
+SNAKE := $(VENV)/bin/snakemake --configfile workflows/config/$(PROFILE).yaml --rerun-triggers mtime params input
 
+reproduce: venv
+	$(SNAKE) --cores $(CORES) --rerun-incomplete
+
+# Tables, plots and scorecard from the results that exist; trains nothing.
 report: venv
-	@echo "not yet available: the workflow (issue 5) has not landed"; exit 1
+	$(SNAKE) --cores 1 --config report_only=true --forcerun report -- report
+
+# Snakemake's own HTML report (with captions) of the last run.
+snakemake-report: venv
+	$(SNAKE) --report report/$(PROFILE)/snakemake-report.html
 
 clean-venv:
 	rm -rf $(VENV)

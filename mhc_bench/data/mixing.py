@@ -23,15 +23,18 @@ ROUND_ITEMS = 256
 MAX_ROUNDS = 10_000
 
 
-def _generator_source() -> Path:
-    """The generators' source file, found without importing the evaluation package."""
-    return Path(__file__).resolve().parent.parent / "evaluation" / "generators.py"
+# Every module whose code decides the generated items (found without importing them).
+GENERATOR_SOURCES = ("generators.py", "bbh.py", "gsm.py", "mmlu.py", "splits.py", "bigbench_files.py")
 
 
 def generator_identity() -> str:
-    """sha256 of the generators' source, so a changed generator gives a new data fingerprint."""
-    source = _generator_source()
-    return hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else "absent"
+    """sha256 over the generators' sources, so a changed generator gives a new data fingerprint."""
+    folder = Path(__file__).resolve().parent.parent / "evaluation"
+    digest = hashlib.sha256()
+    for name in GENERATOR_SOURCES:
+        source = folder / name
+        digest.update(name.encode() + (source.read_bytes() if source.is_file() else b"absent"))
+    return digest.hexdigest()
 
 
 def default_generator() -> TextGenerator:

@@ -29,10 +29,13 @@ def prepare_data_step(data_json: str, out: Path) -> None:
     _write_json(out, {k: str(v) if isinstance(v, Path) else v for k, v in asdict(prepared).items()})
 
 
-def prepare_tasks_step(tasks: list[str], out: Path) -> None:
-    from mhc_bench.evaluation.tasks import prepare_tasks
+def prepare_tasks_step(max_items: int, out: Path) -> None:
+    """Build the local lm-eval suite once (BIG-bench extraction, generated items, YAMLs)."""
+    from mhc_bench.evaluation.prepare import prepare_tasks
 
-    _write_json(out, prepare_tasks(tasks))
+    prepared = prepare_tasks(max_items)
+    _write_json(out, {"root": str(prepared.root), "config_hash": prepared.config_hash,
+                      "leaves": sorted(prepared.leaves), "groups": sorted(prepared.groups)})
 
 
 def tracking_init_step(uri: str, experiment: str, out: Path, attempts: int = 10) -> None:
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="DataConfig fields as JSON")
     p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("prepare-tasks")
-    p.add_argument("--tasks", nargs="+", required=True)
+    p.add_argument("--max-items", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("tracking-init")
     p.add_argument("--uri", required=True)
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "prepare-data":
         prepare_data_step(args.data, args.out)
     elif args.step == "prepare-tasks":
-        prepare_tasks_step(args.tasks, args.out)
+        prepare_tasks_step(args.max_items, args.out)
     else:
         tracking_init_step(args.uri, args.experiment, args.out)
     return 0

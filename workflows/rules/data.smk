@@ -16,11 +16,11 @@ rule prepare_tasks:
     output:
         f"{R}/tasks.json",
     params:
-        tasks=" ".join(EVAL["tasks"]),
+        max_items=EVAL["max_items"],
     log:
         f"{R}/logs/prepare_tasks.log",
     shell:
-        "{PY} -m mhc_bench.workflow.steps prepare-tasks --tasks {params.tasks} --out {output} > {log} 2>&1"
+        "{PY} -m mhc_bench.workflow.steps prepare-tasks --max-items {params.max_items} --out {output} > {log} 2>&1"
 
 
 rule tracking_init:

@@ -11,6 +11,7 @@ rule evaluate:
         tasks=" ".join(EVAL["tasks"]),
         limit=f"--limit {EVAL['limit']}" if EVAL["limit"] else "",
         batch_size=EVAL["batch_size"],
+        max_items=EVAL["max_items"],
     benchmark:
         f"{R}/cells/{{cell}}/eval.benchmark.tsv"
     log:
@@ -21,4 +22,5 @@ rule evaluate:
         gpu=RES["gpu"],
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli eval --cell $(dirname {output}) "
-        "--tasks {params.tasks} {params.limit} --batch-size {params.batch_size} > {log} 2>&1"
+        "--tasks {params.tasks} {params.limit} --batch-size {params.batch_size} "
+        "--max-items {params.max_items} > {log} 2>&1"

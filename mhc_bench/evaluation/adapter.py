@@ -1,0 +1,220 @@
+"""lm-eval model adapter for mhc-bench ``GPT`` checkpoints.
+
+Scoring is exact rather than approximate: sequences are right-padded, which a
+causal model never attends to, so a batched log-likelihood equals the
+model's own cross-entropy on the same tokens. Inputs longer than the context
+are left-truncated to ``seq_len`` tokens; generation is greedy with a sliding
+window of the last ``seq_len`` tokens (the model has no KV cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+from mhc_bench.model import GPT, ModelConfig
+
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_MAX_GEN_TOKS = 256
+
+
+def load_cell_tokenizer(path: Path) -> Any:
+    """The cell's tokenizer: the data pipeline's loader when present, else HF ``tokenizers``."""
+    try:
+        from mhc_bench.data.tokenizer import load_tokenizer
+    except ImportError:
+        from tokenizers import Tokenizer
+
+        return _HFTokenizer(Tokenizer.from_file(str(path)))
+    return load_tokenizer(path)
+
+
+class _HFTokenizer:
+    """Adapts ``tokenizers.Tokenizer`` to ``encode``/``decode``/``eot_id``."""
+
+    def __init__(self, tok: Any) -> None:
+        self._tok = tok
+        self.vocab_size = tok.get_vocab_size()
+        self.eot_id = next((tok.token_to_id(t) for t in ("<|endoftext|>", "</s>", "<eos>")
+                            if tok.token_to_id(t) is not None), None)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(list(ids))
+
+
+def load_cell_model(cell_dir: Path, vocab_size: int | None = None) -> GPT:
+    """``GPT`` from ``config.yaml``'s ``model:`` section and ``model.pt`` (eval mode, CPU)."""
+    cfg = yaml.safe_load((cell_dir / "config.yaml").read_text())
+    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"extra"}
+    values = {k: v for k, v in cfg["model"].items() if k in fields}
+    values["maps"] = tuple(values.get("maps", ModelConfig.maps))
+    if values.get("vocab_size") is None:
+        values["vocab_size"] = vocab_size
+    if values.get("kernels") in ("triton", "compile"):
+        values["kernels"] = "auto"  # scoring does not need the training kernels; same maths
+    model = GPT(ModelConfig(**values))
+    state = torch.load(cell_dir / "model.pt", map_location="cpu", weights_only=True)
+    state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@register_model("mhc-bench")
+class MhcLM(TemplateLM):
+    """A trained cell (``from_cell``) or an in-memory ``(model, tokenizer)`` pair, for lm-eval."""
+
+    def __init__(
+        self,
+        model: GPT | None = None,
+        tokenizer: Any = None,
+        batch_size: int | str = DEFAULT_BATCH_SIZE,
+        max_gen_toks: int = DEFAULT_MAX_GEN_TOKS,
+        device: str | None = None,
+        cell: str | None = None,
+    ) -> None:
+        super().__init__()
+        if cell is not None:
+            tokenizer = load_cell_tokenizer(Path(cell) / "tokenizer.json")
+            model = load_cell_model(Path(cell), getattr(tokenizer, "vocab_size", None))
+        if model is None or tokenizer is None:
+            raise ValueError("MhcLM needs either cell=<dir> or both model and tokenizer")
+        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self._device).eval()
+        self.tokenizer = tokenizer
+        self.batch_size = int(batch_size)
+        self.max_gen_toks = int(max_gen_toks)
+        self.max_length = model.cfg.seq_len
+        eot = getattr(tokenizer, "eot_id", None)
+        # Without an end-of-text token, a newline is the closest document boundary.
+        self._eot = int(eot) if eot is not None else tokenizer.encode("\n")[-1]
+
+    @classmethod
+    def from_cell(cls, cell_dir: str | Path, **kwargs: Any) -> MhcLM:
+        return cls(cell=str(cell_dir), **kwargs)
+
+    # ------------------------------------------------------------------ tokens
+    @property
+    def eot_token_id(self) -> int:
+        return self._eot
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def tokenizer_name(self) -> str:
+        return type(self.tokenizer).__name__
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
+        return list(self.tokenizer.encode(string))
+
+    def tok_decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(list(tokens))
+
+    # ------------------------------------------------------------------ scoring
+    @torch.inference_mode()
+    def _forward_padded(self, rows: list[list[int]]) -> torch.Tensor:
+        """Log-probabilities ``[B, T, V]`` (float32) of right-padded rows."""
+        width = max(len(r) for r in rows)
+        batch = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, r in enumerate(rows):
+            batch[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        logits, _ = self.model(batch.to(self._device))
+        return F.log_softmax(logits.float(), dim=-1)
+
+    def _loglikelihood_tokens(
+        self, requests: list[tuple[Any, list[int], list[int]]], disable_tqdm: bool = False, **kwargs: Any
+    ) -> list[tuple[float, bool]]:
+        """Sum of log p(continuation | context), and whether greedy decoding reproduces it."""
+        L = self.max_length
+        prepared = []
+        for _, ctx, cont in requests:
+            whole = (ctx + cont)[-(L + 1):]
+            inp = whole[:-1]
+            n = min(len(cont), len(inp))
+            prepared.append((inp, whole[len(whole) - n:], n))
+        order = sorted(range(len(prepared)), key=lambda i: (-len(prepared[i][0]), i))
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(prepared)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            logp = self._forward_padded([prepared[i][0] for i in idx])
+            for row, i in enumerate(idx):
+                inp, target, n = prepared[i]
+                positions = slice(len(inp) - n, len(inp))
+                lp = logp[row, positions]
+                tgt = torch.tensor(target, dtype=torch.long, device=lp.device)
+                total = lp.gather(-1, tgt[:, None]).double().sum().item()
+                greedy = bool((lp.argmax(-1) == tgt).all().item())
+                results[i] = (total, greedy)
+        return results
+
+    def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
+        """Full-text log-likelihood over disjoint windows of the model's context."""
+        out = []
+        for req in requests:
+            tokens = self.tok_encode(req.args[0])
+            rolling = get_rolling_token_windows(
+                token_list=tokens, prefix_token=self.prefix_token_id, max_seq_len=self.max_length,
+                context_len=1,
+            )
+            windows = [make_disjoint_window(w) for w in rolling]
+            scores = self._loglikelihood_tokens([(None, ctx, cont) for ctx, cont in windows])
+            out.append(sum(s for s, _ in scores))
+        return out
+
+    # ------------------------------------------------------------------ generation
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        """Greedy continuations, each cut before its first ``until`` string, at most ``max_gen_toks`` long."""
+        jobs = []
+        for req in requests:
+            context, kwargs = req.args
+            kwargs = dict(kwargs or {})
+            until = kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            limit = int(kwargs.get("max_gen_toks", self.max_gen_toks))
+            jobs.append((self.tok_encode(context) or [self.prefix_token_id], until, limit))
+        order = sorted(range(len(jobs)), key=lambda i: (-len(jobs[i][0]), i))
+        results = [""] * len(jobs)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            for i, text in zip(idx, self._greedy([jobs[i] for i in idx]), strict=True):
+                results[i] = text
+        return results
+
+    def _greedy(self, jobs: list[tuple[list[int], list[str], int]]) -> list[str]:
+        L = self.max_length
+        seqs = [list(ctx) for ctx, _, _ in jobs]
+        generated: list[list[int]] = [[] for _ in jobs]
+        texts = [""] * len(jobs)
+        active = [limit > 0 for _, _, limit in jobs]
+        while any(active):
+            rows = [i for i, a in enumerate(active) if a]
+            windows = [seqs[i][-L:] for i in rows]
+            logp = self._forward_padded(windows)
+            for row, i in enumerate(rows):
+                token = int(logp[row, len(windows[row]) - 1].argmax().item())
+                _, until, limit = jobs[i]
+                if token == self._eot:
+                    active[i] = False
+                    continue
+                seqs[i].append(token)
+                generated[i].append(token)
+                texts[i] = self.tok_decode(generated[i])
+                if any(stop in texts[i] for stop in until) or len(generated[i]) >= limit:
+                    active[i] = False
+        out = []
+        for text, (_, until, _) in zip(texts, jobs, strict=True):
+            cut = min((text.find(s) for s in until if s in text), default=len(text))
+            out.append(text[:cut])
+        return out

@@ -1,0 +1,50 @@
+"""``mhc-bench eval``: prepare the task suite (cached) and evaluate one trained cell."""
+
+from __future__ import annotations
+
+import argparse
+
+from mhc_bench.evaluation.adapter import DEFAULT_BATCH_SIZE
+from mhc_bench.evaluation.prepare import DEFAULT_MAX_ITEMS, GROUPS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cell", help="trained cell directory (results/cells/<id>/)")
+    parser.add_argument("--tasks", nargs="+", default=list(GROUPS),
+                        help=f"local groups/tasks {list(GROUPS)} or lm-eval built-ins (bbh, gsm8k, mmlu; "
+                             "these need hub access)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N items per task")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help="fixed batch size (recorded: scores can move with it)")
+    parser.add_argument("--max-items", type=int, default=DEFAULT_MAX_ITEMS,
+                        help="cap on evaluated items per task when building the suite")
+    parser.add_argument("--force", action="store_true", help="recompute even if eval.json is complete")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="only build the cached task data and YAMLs (shared by all cells)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mhc_bench.evaluation.prepare import prepare_tasks
+
+    if args.prepare_only:
+        prepared = prepare_tasks(args.max_items)
+        print(f"tasks ready in {prepared.root} (config hash {prepared.config_hash[:12]})")
+        return 0
+    if not args.cell:
+        print("mhc-bench eval: --cell is required (or --prepare-only)")
+        return 2
+    from mhc_bench.evaluation.runner import TaskUnavailableError, evaluate_cell
+
+    try:
+        record = evaluate_cell(args.cell, args.tasks, args.limit, args.batch_size, args.max_items,
+                               force=args.force)
+    except TaskUnavailableError as err:
+        print(f"mhc-bench eval: {err}")
+        return 2
+    for name, row in record["results"].items():
+        chance = "n/a" if row["chance"] is None else f"{row['chance']:.3f}"
+        scores = ", ".join(
+            f"{m}={v['value']:.3f}" for m, v in row["metrics"].items() if v["value"] is not None
+        )
+        print(f"{name:55s} n={row['n']:<4d} chance={chance:6s} {scores}")
+    return 0
