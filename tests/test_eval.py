@@ -165,3 +165,14 @@ def test_tiny_cell_end_to_end(tmp_path) -> None:
     mtime = (cell / EVAL_FILE).stat().st_mtime_ns
     again = evaluate_cell(cell, ["mhcb_bbh", "mhcb_gsm", "mhcb_mmlu"], limit=2, batch_size=8)
     assert again == saved and (cell / EVAL_FILE).stat().st_mtime_ns == mtime  # not recomputed
+
+
+@pytest.mark.network
+def test_diverged_cell_is_recorded_not_scored(tmp_path) -> None:
+    cell = build_cell(tmp_path / "cell")
+    state = torch.load(cell / "model.pt", weights_only=True)
+    state["wte.weight"][0, 0] = float("nan")
+    torch.save(state, cell / "model.pt")
+    record = evaluate_cell(cell, ["mhcb_gsm"], limit=2, batch_size=4, log_mlflow=False)
+    assert record["status"] == "skipped" and "non-finite" in record["reason"]
+    assert json.loads((cell / EVAL_FILE).read_text()) == record
