@@ -1,0 +1,250 @@
+"""One tidy row per cell: grid columns, every metric and every eval score (``summary.csv``).
+
+Grid values come from ``cell.yaml`` (what was asked for), falling back to
+``metrics.json`` when the config is missing. ``scale`` is ``d<d_model>-L<n_layer>``
+and ``maps`` a label made from the ``model.maps`` list content (``none``, ``res``,
+``res+pre``, ``res+pre+post``; ``-`` for the baseline, which has no maps), so the report never
+depends on the profile's names for map sets.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mhc_bench.report.cells import Cell, Problem
+
+GRID_COLUMNS = [
+    "cell_id",
+    "name",
+    "variant",
+    "n",
+    "scale",
+    "d_model",
+    "n_layer",
+    "seed",
+    "maps",
+    "lr",
+    "steps",
+    "batch_size",
+    "seq_len",
+]
+# Cells sharing these form one group; seeds vary inside a group.
+GROUP_KEY = ["variant", "n", "scale", "maps", "lr"]
+METRIC_KEYS = [
+    "status",
+    "diverged_step",
+    "diverged_reason",
+    "steps_done",
+    "final_train_loss",
+    "final_val_loss",
+    "final_val_ppl",
+    "tokens_seen",
+    "wall_time_s",
+    "tokens_per_s",
+    "step_time_ms",
+    "peak_mem_mb",
+    "max_single_fwd",
+    "max_single_bwd",
+    "max_composite_fwd",
+    "max_composite_bwd",
+    "layer0_fwd",
+    "layer0_bwd",
+    "min_composite_min_col",
+    "max_grad_norm",
+    "max_grad_norm_maps",
+    "spike_count",
+    "n_params",
+    "mlflow_run_id",
+    "mlflow_tracking_uri",
+    "mlflow_experiment",
+    "config_hash",
+]
+# Metrics keys that duplicate grid columns (checked against cell.yaml, not repeated).
+_GRID_IN_METRICS = {"cell_id": "cell_id", "variant": "variant", "n_streams": "n", "seed": "seed"}
+MAP_ORDER = ("res", "pre", "post")
+BASELINE_MAPS = "-"
+VARIANT_ORDER = {"baseline": 0, "hc": 1, "mhc": 2}
+
+
+def maps_label(maps: Any) -> str:
+    """``[]`` -> ``none``, ``["post", "res"]`` -> ``res+post`` (content, not the profile's name)."""
+    if maps is None or maps == "?":
+        return "?"
+    if isinstance(maps, str):
+        maps = [m for m in maps.replace("+", ",").split(",") if m.strip()]
+    items = [str(m).strip() for m in maps]
+    known = [m for m in MAP_ORDER if m in items]
+    extra = sorted({m for m in items if m not in MAP_ORDER})
+    return "+".join(known + extra) or "none"
+
+
+def _num(value: Any) -> Any:
+    """JSON nulls become NaN so numeric columns stay numeric."""
+    return math.nan if value is None else value
+
+
+def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
+    cfg = cell.config or {}
+    model, train = cfg.get("model") or {}, cfg.get("train") or {}
+    metrics = cell.metrics or {}
+    variant = model.get("residual", metrics.get("variant"))
+    n = model.get("n_streams", metrics.get("n_streams"))
+    seed = train.get("seed", metrics.get("seed"))
+    d_model, n_layer = model.get("d_model"), model.get("n_layer")
+    row: dict[str, Any] = {
+        "cell_id": cell.cell_id,
+        "name": cfg.get("name"),
+        "variant": variant,
+        "n": _num(n),
+        "scale": f"d{d_model}-L{n_layer}" if d_model is not None and n_layer is not None else "?",
+        "d_model": _num(d_model),
+        "n_layer": _num(n_layer),
+        "seed": _num(seed),
+        # The baseline has no maps: its list (the profile's "all") would mislead.
+        # Not "n/a": pandas reads that back as NaN.
+        "maps": BASELINE_MAPS if variant == "baseline" else maps_label(model.get("maps", "?")),
+        "lr": _num(train.get("lr")),
+        "steps": _num(train.get("steps")),
+        "batch_size": _num(train.get("batch_size")),
+        "seq_len": _num(model.get("seq_len")),
+    }
+    problems = []
+    for key, column in _GRID_IN_METRICS.items():
+        if key == "cell_id" or key not in metrics or metrics[key] is None or row[column] is None:
+            continue
+        if str(metrics[key]) != str(row[column]):
+            problems.append(
+                Problem(
+                    cell.cell_id,
+                    "config/metrics mismatch",
+                    f"{key}: cell.yaml {row[column]!r}, metrics.json {metrics[key]!r}",
+                )
+            )
+    return row, problems
+
+
+def eval_scores(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``task:metric -> {metric, value, stderr, n, chance}`` from an eval.json.
+
+    The evaluator writes ``results: {task: {kind, group, n, chance, metrics: {metric:
+    {value, stderr}}}}`` (one entry per leaf task and per group); a flat ``tasks:
+    {name: {metric, value, ...}}`` mapping is accepted too (hand-made results).
+    """
+    if ev.get("tasks"):
+        return dict(ev["tasks"])
+    scores: dict[str, dict[str, Any]] = {}
+    for task, row in (ev.get("results") or {}).items():
+        for metric, vals in (row.get("metrics") or {}).items():
+            scores[f"{task}:{metric}"] = {"metric": metric, "value": vals.get("value"),
+                                          "stderr": vals.get("stderr"), "n": row.get("n"),
+                                          "chance": row.get("chance")}
+    return scores
+
+
+def _eval_columns(cell: Cell) -> dict[str, Any]:
+    ev = cell.eval or {}
+    tasks = eval_scores(ev)
+    out: dict[str, Any] = {"eval_status": ev.get("status", "done" if tasks else None)}
+    for task in sorted(tasks):
+        res = tasks[task] if isinstance(tasks[task], dict) else {"value": tasks[task]}
+        out[f"eval.{task}"] = _num(res.get("value"))
+        out[f"eval.{task}.stderr"] = _num(res.get("stderr"))
+        out[f"eval.{task}.chance"] = _num(res.get("chance"))
+        out[f"eval.{task}.n"] = _num(res.get("n"))
+        out[f"eval.{task}.metric"] = res.get("metric")
+    return out
+
+
+def cell_row(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
+    """The summary row of one cell plus any config/metrics disagreement found on the way."""
+    row, problems = _grid(cell)
+    metrics = cell.metrics or {}
+    for key in METRIC_KEYS:
+        row[key] = _num(metrics.get(key))
+    for key in sorted(metrics):
+        if key not in row and key not in _GRID_IN_METRICS and not isinstance(metrics[key], (dict, list)):
+            row[key] = _num(metrics[key])
+    row["has_metrics"] = cell.metrics is not None
+    row["has_eval"] = cell.eval is not None
+    row.update(_eval_columns(cell))
+    return row, problems
+
+
+def eval_tasks(frame: pd.DataFrame) -> list[str]:
+    """Task names present in the frame's ``eval.<task>`` columns."""
+    return sorted(c[5:] for c in frame.columns if c.startswith("eval.") and c.count(".") == 1)
+
+
+def build_frame(cells: list[Cell]) -> tuple[pd.DataFrame, list[Problem]]:
+    """The tidy DataFrame (one row per cell, sorted by cell id) and mismatches found."""
+    rows, problems = [], []
+    for cell in cells:
+        row, found = cell_row(cell)
+        rows.append(row)
+        problems.extend(found)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=GRID_COLUMNS + METRIC_KEYS), problems
+    fixed = [c for c in GRID_COLUMNS + METRIC_KEYS if c in frame.columns]
+    evals = sorted(c for c in frame.columns if c.startswith("eval.") or c == "eval_status")
+    rest = sorted(c for c in frame.columns if c not in fixed and c not in evals)
+    frame = frame[fixed + rest + evals].sort_values("cell_id", kind="stable").reset_index(drop=True)
+    return frame, problems
+
+
+def write_summary(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``summary.csv`` (deterministic: fixed row and column order, no timestamps)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
+MAPS_RANK = {"none": 0, "res": 1, "res+pre": 2, "res+pre+post": 3}
+
+
+def scale_key(scale: Any) -> tuple[int, ...]:
+    """``d128-L6`` sorts after ``d64-L12`` (numbers compared as numbers)."""
+    return tuple(int(x) for x in re.findall(r"\d+", str(scale)))
+
+
+def by_seed(rows: pd.DataFrame, column: str) -> dict[Any, float]:
+    """``seed -> value`` of one column (the cell id stands in for an unknown seed)."""
+    if column not in rows:
+        return {}
+    return {(r["cell_id"] if pd.isna(r["seed"]) else int(r["seed"])): r[column] for _, r in rows.iterrows()}
+
+
+def group_label(key: tuple[Any, ...]) -> str:
+    """``mhc n=4 d64-L2 res+pre+post lr=0.001`` for a ``GROUP_KEY`` tuple."""
+    variant, n, scale, maps, lr = key
+    n_txt = "?" if pd.isna(n) else int(n)
+    lr_txt = "?" if pd.isna(lr) else f"{lr:g}"
+    return f"{variant} n={n_txt} {scale} {maps} lr={lr_txt}"
+
+
+def sorted_groups(frame: pd.DataFrame) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
+    """Groups of ``GROUP_KEY`` in a stable, readable order (baseline, hc, mhc; then n, scale...)."""
+    if frame.empty:
+        return []
+    keyed = frame.copy()
+    keyed["variant"] = keyed["variant"].fillna("?")
+    groups = list(keyed.groupby(GROUP_KEY, dropna=False, sort=False))
+
+    def order(item: tuple[tuple[Any, ...], pd.DataFrame]) -> tuple[Any, ...]:
+        variant, n, scale, maps, lr = item[0]
+        return (
+            VARIANT_ORDER.get(variant, 9),
+            str(variant),
+            -1 if pd.isna(n) else n,
+            scale_key(scale),
+            MAPS_RANK.get(maps, 9),
+            str(maps),
+            -1.0 if pd.isna(lr) else lr,
+        )
+
+    return sorted(groups, key=order)

@@ -1,0 +1,608 @@
+"""Report: aggregation, MLflow cross-check, tables, claims verdicts, plots, determinism.
+
+A results folder with chosen numbers is generated in tmp (2 seeds x baseline/HC/mHC
+at n=4, a diverged HC cell, an mHC ablation set, a cell trained but not evaluated,
+a cell never trained, bench.json and a real SQLite MLflow store missing one run and
+holding one orphan run); the assertions follow from those numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from mhc_bench.report import tables
+from mhc_bench.report.build import build_report
+from mhc_bench.report.rules import RULES, Evidence
+from mhc_bench.report.stats import difference, estimate, t975
+
+PROFILE = "quick"
+PNG = b"\x89PNG\r\n\x1a\n"
+TASKS = {"mmlu_style": ("acc", 0.25), "gsm8k_style": ("exact_match", 0.0)}
+
+# cell id -> (variant, n, seed, maps, metrics overrides, eval scores or None / "skip")
+CELLS: dict[str, tuple[str, int, int, list[str], dict[str, Any], Any]] = {
+    "baseline-n1-d64-L2-s0-aaaaaa": (
+        "baseline",
+        1,
+        0,
+        ["res", "pre", "post"],
+        {"final_val_loss": 3.00, "step_time_ms": 10.0},
+        {"mmlu_style": 0.25},
+    ),
+    "baseline-n1-d64-L2-s1-aaaaab": (
+        "baseline",
+        1,
+        1,
+        ["res", "pre", "post"],
+        {"final_val_loss": 3.02, "step_time_ms": 10.4},
+        {"mmlu_style": 0.26},
+    ),
+    "hc-n4-d64-L2-s0-bbbbbb": (
+        "hc",
+        4,
+        0,
+        ["res", "pre", "post"],
+        {
+            "final_val_loss": 2.99,
+            "step_time_ms": 12.0,
+            "max_single_fwd": 1.8,
+            "max_single_bwd": 1.6,
+            "max_composite_fwd": 8.0,
+            "max_composite_bwd": 6.0,
+            "layer0_fwd": 3.0,
+        },
+        {"mmlu_style": 0.245},
+    ),
+    "hc-n4-d64-L2-s1-bbbbbc": (
+        "hc",
+        4,
+        1,
+        ["res", "pre", "post"],
+        {
+            "status": "diverged",
+            "diverged_step": 40,
+            "diverged_reason": "gain ceiling",
+            "final_val_loss": None,
+            "final_train_loss": float("nan"),
+            "final_val_ppl": None,
+            "step_time_ms": 12.4,
+            "max_single_fwd": 40.0,
+            "max_single_bwd": 30.0,
+            "max_composite_fwd": 5.0e6,
+            "max_composite_bwd": 2.0e6,
+            "layer0_fwd": 900.0,
+            "spike_count": 2,
+        },
+        "skip",
+    ),
+    "mhc-n4-d64-L2-s0-cccccc": (
+        "mhc",
+        4,
+        0,
+        ["res", "pre", "post"],
+        {"final_val_loss": 2.98, "step_time_ms": 13.0, "max_composite_fwd": 1.3},
+        {"mmlu_style": 0.255},
+    ),
+    "mhc-n4-d64-L2-s1-cccccd": (
+        "mhc",
+        4,
+        1,
+        ["res", "pre", "post"],
+        {"final_val_loss": 3.03, "step_time_ms": 13.4, "max_composite_fwd": 1.35},
+        {"mmlu_style": 0.25},
+    ),
+    "mhc-n4-d64-L2-s0-dd0000": ("mhc", 4, 0, [], {"final_val_loss": 3.01}, {"mmlu_style": 0.25}),
+    "mhc-n4-d64-L2-s0-dd0001": ("mhc", 4, 0, ["res"], {"final_val_loss": 2.995}, {"mmlu_style": 0.25}),
+    "mhc-n4-d64-L2-s0-dd0002": ("mhc", 4, 0, ["pre", "res"], {"final_val_loss": 2.99}, None),  # no eval.json
+    "mhc-n2-d64-L2-s0-eeeeee": ("mhc", 2, 0, ["res", "pre", "post"], {}, None),  # never trained
+}
+UNTRAINED = "mhc-n2-d64-L2-s0-eeeeee"
+NO_RUN = "baseline-n1-d64-L2-s1-aaaaab"
+ORPHAN = "hc-n4-d64-L2-s9-ffffff"
+# Groups: baseline; hc n4; mhc n2; mhc n4 x {none, res, res+pre, res+pre+post}.
+N_GROUPS = 7
+
+
+def _metrics(cid: str, variant: str, n: int, seed: int, over: dict[str, Any]) -> dict[str, Any]:
+    base = {
+        "cell_id": cid,
+        "status": "completed",
+        "diverged_step": None,
+        "diverged_reason": None,
+        "steps_done": 100,
+        "final_train_loss": over.get("final_val_loss", 3.0) or 3.0,
+        "final_val_loss": 3.0,
+        "final_val_ppl": math.exp(over.get("final_val_loss") or 3.0),
+        "tokens_seen": 51200,
+        "wall_time_s": 1.0,
+        "tokens_per_s": 5120.0 / (over.get("step_time_ms", 10.0) / 10),
+        "step_time_ms": 10.0,
+        "peak_mem_mb": 200.0,
+        "max_single_fwd": 1.0,
+        "max_single_bwd": 1.02,
+        "max_composite_fwd": 1.0,
+        "max_composite_bwd": 1.1,
+        "layer0_fwd": 1.0,
+        "layer0_bwd": 1.0,
+        "min_composite_min_col": 0.8,
+        "max_grad_norm": 1.5,
+        "max_grad_norm_maps": 0.2,
+        "spike_count": 0,
+        "n_params": 100000,
+        "mlflow_run_id": None,
+        "mlflow_tracking_uri": None,
+        "mlflow_experiment": PROFILE,
+        "config_hash": cid[-6:] * 2,
+        "variant": variant,
+        "n_streams": n,
+        "seed": seed,
+    }
+    if variant == "baseline":
+        base.update(
+            {
+                k: 1.0
+                for k in (
+                    "max_single_fwd",
+                    "max_single_bwd",
+                    "max_composite_fwd",
+                    "max_composite_bwd",
+                    "min_composite_min_col",
+                )
+            }
+        )
+    base.update(over)
+    return base
+
+
+def _history(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    last = metrics["diverged_step"] or 100
+    out = []
+    for step in range(0, last + 1, 20):
+        frac = step / 100
+        grad = 50.0 if metrics["status"] == "diverged" and step == last else 1.0 + 0.1 * frac
+        out.append(
+            {
+                "step": step,
+                "train_loss": 6.0 - 3.0 * frac,
+                "val_loss": None if step % 40 else 6.1 - 3 * frac,
+                "max_composite_fwd": metrics["max_composite_fwd"] * (0.5 + 0.5 * frac),
+                "max_composite_bwd": metrics["max_composite_bwd"],
+                "layer0_fwd": metrics["layer0_fwd"],
+                "grad_norm": grad,
+                "grad_norm_maps": 0.1,
+            }
+        )
+    return out
+
+
+def make_results(root: Path, with_mlflow: bool = True) -> Path:
+    """Write the hand-made profile results under ``root/quick`` and return that folder."""
+    res = root / PROFILE
+    uri = f"sqlite:///{res / 'mlflow.db'}"
+    client = exp_id = None
+    if with_mlflow:
+        from mlflow.tracking import MlflowClient
+
+        res.mkdir(parents=True)
+        client = MlflowClient(tracking_uri=uri)
+        exp_id = client.create_experiment(PROFILE)
+        orphan = client.create_run(exp_id, run_name=ORPHAN)
+        client.set_terminated(orphan.info.run_id)
+    for cid, (variant, n, seed, maps, over, scores) in CELLS.items():
+        folder = res / "cells" / cid
+        folder.mkdir(parents=True)
+        cfg = {
+            "profile": PROFILE,
+            "name": cid,
+            "model": {
+                "residual": variant,
+                "n_streams": n,
+                "d_model": 64,
+                "n_layer": 2,
+                "n_head": 2,
+                "maps": maps,
+                "seq_len": 64,
+            },
+            "data": {},
+            "train": {"lr": 1e-3, "seed": seed, "steps": 100, "batch_size": 8},
+            "tracking": {"tracking_uri": uri, "experiment": PROFILE},
+        }
+        (folder / "cell.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        run_id = None
+        if client is not None and cid != NO_RUN:
+            run = client.create_run(exp_id, run_name=cid)
+            run_id = run.info.run_id
+        if cid == UNTRAINED:
+            continue
+        m = _metrics(cid, variant, n, seed, over)
+        m.update(mlflow_run_id=run_id, mlflow_tracking_uri=uri)
+        (folder / "metrics.json").write_text(json.dumps(m))
+        (folder / "history.json").write_text(json.dumps(_history(m)))
+        top = m["max_composite_fwd"]
+        (folder / "gains.json").write_text(
+            json.dumps(
+                {
+                    "single_fwd": [m["max_single_fwd"]] * 4,
+                    "single_bwd": [m["max_single_bwd"]] * 4,
+                    "composite_fwd": [top, top * 0.8, top * 0.6, 1.0],
+                    "composite_bwd": [m["max_composite_bwd"]] * 4,
+                    "single_min_col": [1.0] * 4,
+                    "composite_min_col": [m["min_composite_min_col"]] * 4,
+                }
+            )
+        )
+        if scores == "skip":
+            (folder / "eval.json").write_text(json.dumps({"status": "skipped", "reason": "diverged"}))
+        elif scores is not None:
+            tasks = {
+                t: {
+                    "metric": metric,
+                    "value": scores.get(t, 0.0),
+                    "stderr": 0.02 if chance else 0.0,
+                    "n": 400,
+                    "chance": chance,
+                }
+                for t, (metric, chance) in TASKS.items()
+            }
+            (folder / "eval.json").write_text(json.dumps({"tasks": tasks, "extra": "ignored"}))
+    bench = {
+        "rows": [
+            {
+                "variant": "baseline",
+                "n": 1,
+                "d_model": 256,
+                "path": "torch",
+                "step_time_ms": 20.0,
+                "tokens_per_s": 1000.0,
+                "peak_mem_mb": 300.0,
+                "ratio_to_baseline": 1.0,
+            },
+            {
+                "variant": "mhc",
+                "n": 4,
+                "d_model": 256,
+                "path": "torch",
+                "step_time_ms": 27.0,
+                "tokens_per_s": 740.0,
+                "peak_mem_mb": 420.0,
+                "ratio_to_baseline": 1.35,
+            },
+            {
+                "variant": "mhc",
+                "n": 4,
+                "d_model": 256,
+                "path": "compile",
+                "step_time_ms": 24.0,
+                "tokens_per_s": 830.0,
+                "peak_mem_mb": 400.0,
+                "ratio_to_baseline": 1.2,
+            },
+        ],
+        "hardware": {"device": "cpu", "cpu": "test-cpu x2"},
+        "versions": {"torch": "2.13.0"},
+    }
+    (res / "bench").mkdir()
+    (res / "bench" / "bench.json").write_text(json.dumps(bench))
+    return res
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("results")
+    res = make_results(root)
+    return build_report(res, root / "report", PROFILE)
+
+
+def _summary(built: dict[str, Any]) -> pd.DataFrame:
+    return pd.read_csv(built["summary_csv"]).set_index("cell_id")
+
+
+def test_summary_has_one_row_per_cell_with_grid_metrics_and_eval(built: dict[str, Any]) -> None:
+    s = _summary(built)
+    assert sorted(s.index) == sorted(CELLS)
+    row = s.loc["mhc-n4-d64-L2-s0-cccccc"]
+    assert (row["variant"], row["n"], row["scale"], row["seed"], row["maps"]) == (
+        "mhc",
+        4,
+        "d64-L2",
+        0,
+        "res+pre+post",
+    )
+    assert row["lr"] == pytest.approx(1e-3) and row["final_val_loss"] == pytest.approx(2.98)
+    assert row["eval.mmlu_style"] == pytest.approx(0.255) and row["eval.mmlu_style.chance"] == 0.25
+    # map sets are labelled by list content, whatever the order in cell.yaml
+    assert s.loc["mhc-n4-d64-L2-s0-dd0000", "maps"] == "none"
+    assert s.loc["mhc-n4-d64-L2-s0-dd0002", "maps"] == "res+pre"
+    assert s.loc["hc-n4-d64-L2-s1-bbbbbc", "status"] == "diverged"
+    assert math.isnan(s.loc["hc-n4-d64-L2-s1-bbbbbc", "final_val_loss"])
+    assert not s.loc[UNTRAINED, "has_metrics"] and math.isnan(s.loc[UNTRAINED, "final_val_loss"])
+    assert not s.loc[NO_RUN, "in_mlflow"] and s.loc["hc-n4-d64-L2-s0-bbbbbb", "in_mlflow"]
+
+
+def test_missing_and_mlflow_mismatches_are_listed(built: dict[str, Any]) -> None:
+    found = {(p.cell_id, p.kind) for p in built["problems"]}
+    assert (NO_RUN, "no MLflow run") in found
+    assert (ORPHAN, "MLflow run without cell folder") in found
+    assert ("mhc-n4-d64-L2-s0-dd0002", "no eval.json") in found
+    assert (UNTRAINED, "no metrics.json") in found
+    assert ("hc-n4-d64-L2-s1-bbbbbc", "eval skipped") in found
+    assert not any(k == "no MLflow run" and c != NO_RUN for c, k in found)
+    md = built["report_md"].read_text()
+    missing = md.split("## Missing / inconsistent")[1].split("\n## ")[0]
+    for cid in (NO_RUN, ORPHAN, "mhc-n4-d64-L2-s0-dd0002", UNTRAINED):
+        assert cid in missing
+    assert built["tracking"].status == "checked"
+
+
+def test_every_table_lists_every_group(built: dict[str, Any]) -> None:
+    frame = pd.read_csv(built["summary_csv"])
+    frame["has_metrics"] = frame["has_metrics"].astype(bool)
+    for make in (tables.overhead_table, tables.stability_table, tables.accuracy_table):
+        assert len(make(frame).frame) == N_GROUPS, make.__name__
+    assert len(tables.ablation_table(frame).frame) == N_GROUPS - 1  # every non-baseline group
+    assert len(tables.downstream_table(frame).frame) == N_GROUPS * len(TASKS)
+    md = built["report_md"].read_text()
+    for title in (
+        "Claims scorecard",
+        "Overhead (training cells)",
+        "Overhead benchmark (bench.json)",
+        "Stability",
+        "Accuracy: validation loss",
+        "Accuracy: downstream tasks",
+        "Ablation",
+    ):
+        assert f"## {title}" in md
+    assert f"# mHC reproduction report: {PROFILE}" in md and "test-cpu x2" in md and "torch 2.13.0" in md
+
+
+def test_stability_counts_the_diverged_cell(built: dict[str, Any]) -> None:
+    frame = pd.read_csv(built["summary_csv"])
+    stab = tables.stability_table(frame).frame.set_index(["variant", "n", "maps"])
+    hc = stab.loc[("hc", 4, "res+pre+post")]
+    assert hc["diverged"] == "1/2 (step 40)"
+    assert hc["max composite fwd"].endswith("5.00e+06]")  # the blown-up seed sets the max
+    assert stab.loc[("mhc", 4, "res+pre+post"), "diverged"] == "0/2"
+    assert stab.loc[("mhc", 2, "res+pre+post"), "cells"] == "0 of 1"
+
+
+def test_accuracy_table_ci_and_single_seed(built: dict[str, Any]) -> None:
+    frame = pd.read_csv(built["summary_csv"])
+    acc = tables.accuracy_table(frame).frame.set_index(["variant", "n", "maps"])
+    # two seeds 2.98, 3.03: mean 3.005, half width 12.706 * 0.025 = 0.318
+    assert acc.loc[("mhc", 4, "res+pre+post"), "val loss"] == "3.005 ± 0.318 (n=2)"
+    assert acc.loc[("mhc", 4, "none"), "val loss"] == "3.010 (n=1, no CI)"
+    assert acc.loc[("baseline", 1, "-"), "gap vs baseline"] == "(reference)"
+
+
+def test_claim_verdicts_follow_the_numbers(built: dict[str, Any]) -> None:
+    card = {row["id"]: row for row in built["scorecard"]}
+    assert [row["id"] for row in built["scorecard"]] == [f"C{i}" for i in range(1, 10)]
+    expected = {
+        "C1": "reproduced",
+        "C2": "reproduced",
+        "C3": "reproduced",
+        "C4": "reproduced",
+        "C5": "inconclusive",
+        "C6": "inconclusive",
+        "C7": "inconclusive",
+        "C8": "inconclusive",
+        "C9": "inconclusive",
+    }
+    assert {k: v["verdict"] for k, v in card.items()} == expected
+    assert "CI overlaps 0" in card["C5"]["reason"]
+    assert "at-chance accuracy" in card["C8"]["reason"]
+    assert "no fused kernels" in card["C9"]["reason"]
+    assert "diverged at step 40" in card["C4"]["reason"]
+    assert "d_model 64" in card["C1"]["scale_tested"] and "seeds 2" in card["C1"]["scale_tested"]
+    rows = list(csv.DictReader(built["claims_csv"].open()))
+    assert [r["verdict"] for r in rows] == [card[f"C{i}"]["verdict"] for i in range(1, 10)]
+    assert json.loads(built["claims_json"].read_text())["claims"][2]["verdict"] == "reproduced"
+    assert "| C3 |" in built["report_md"].read_text()
+
+
+def test_plots_are_png_and_embedded(built: dict[str, Any]) -> None:
+    names = {p.name for p in built["plots"]}
+    assert names == {
+        "composite_gain_per_layer.png",
+        "gain_over_steps.png",
+        "loss_curves.png",
+        "grad_norm.png",
+        "accuracy_by_n.png",
+    }
+    for p in built["plots"]:
+        assert p.parent.name == "plots" and p.read_bytes()[:8] == PNG and p.stat().st_size > 5000
+    page = built["report_html"].read_text()
+    assert page.count("data:image/png;base64,") == 5 and "<table>" in page
+
+
+def test_rerun_is_deterministic(built: dict[str, Any]) -> None:
+    before = {k: built[k].read_bytes() for k in ("summary_csv", "claims_json", "report_md")}
+    again = build_report(built["summary_csv"].parent, built["report_md"].parent, PROFILE)
+    assert {k: again[k].read_bytes() for k in before} == before
+
+
+def test_without_mlflow_store_the_report_says_so(tmp_path: Path) -> None:
+    from mhc_bench.cli import main
+
+    res = make_results(tmp_path, with_mlflow=False)
+    assert main(["report", "--results", str(res), "--out", str(tmp_path / "out")]) == 0
+    assert not (res / "mlflow.db").exists()  # never created by the check
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "absent: no MLflow store found" in md and "# mHC reproduction report: quick" in md
+    assert (res / "summary.csv").exists()
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    base = {
+        "n": 4,
+        "scale": "d64-L2",
+        "d_model": 64,
+        "n_layer": 2,
+        "maps": "res+pre+post",
+        "lr": 1e-3,
+        "steps": 100,
+        "has_metrics": True,
+        "status": "completed",
+    }
+    return pd.DataFrame([{**base, "cell_id": f"c{i}", **r} for i, r in enumerate(rows)])
+
+
+def test_loss_gap_rule_three_ways() -> None:
+    def verdict(mhc: list[float]) -> str:
+        rows = [
+            {"variant": "baseline", "n": 1, "seed": s, "final_val_loss": v}
+            for s, v in enumerate([3.0, 3.01, 3.02])
+        ]
+        rows += [{"variant": "mhc", "seed": s, "final_val_loss": v} for s, v in enumerate(mhc)]
+        return RULES["loss_gap_negative"](Evidence(_frame(rows)), variant="mhc", maps="res+pre+post").verdict
+
+    assert verdict([2.95, 2.96, 2.97]) == "reproduced"  # paired gaps all -0.05
+    assert verdict([3.05, 3.06, 3.07]) == "not reproduced"
+    assert verdict([2.95, 3.06, 3.00]) == "inconclusive"
+
+
+def test_overhead_rule_judges_fused_gpu_rows_only() -> None:
+    def verdict(ratio: float, hardware: dict[str, Any]) -> str:
+        bench = {
+            "rows": [
+                {"variant": "mhc", "n": 4, "d_model": 1024, "path": "triton", "ratio_to_baseline": ratio}
+            ],
+            "hardware": hardware,
+        }
+        return RULES["overhead_ratio"](
+            Evidence(_frame([]), bench=bench),
+            variant="mhc",
+            n=4,
+            paper_ratio=1.067,
+            tolerance=0.05,
+            fused_paths=["triton"],
+        ).verdict
+
+    assert verdict(1.08, {"device": "cuda", "gpu": "H100"}) == "reproduced"
+    assert verdict(1.30, {"device": "cuda", "gpu": "H100"}) == "not reproduced"
+    assert verdict(1.08, {"device": "cpu"}) == "inconclusive"
+
+
+def test_ablation_and_n_rules_order() -> None:
+    rows = [{"variant": "baseline", "n": 1, "seed": s, "final_val_loss": 3.0 + 0.001 * s} for s in range(3)]
+    for maps, v in (("none", 3.0), ("res", 2.97), ("res+pre", 2.965), ("res+pre+post", 2.96)):
+        rows += [
+            {"variant": "hc", "maps": maps, "seed": s, "final_val_loss": v + 0.001 * s} for s in range(3)
+        ]
+    out = RULES["ablation_order"](
+        Evidence(_frame(rows)), variant=None, order=["none", "res", "res+pre", "res+pre+post"], res_share=0.5
+    )
+    assert out.verdict == "reproduced", out.reason
+    rows[-1]["final_val_loss"] = rows[-2]["final_val_loss"] = rows[-3]["final_val_loss"] = 3.2
+    out = RULES["ablation_order"](
+        Evidence(_frame(rows)), variant=None, order=["none", "res", "res+pre", "res+pre+post"], res_share=0.5
+    )
+    assert out.verdict == "not reproduced"
+    rows = [{"variant": "baseline", "n": 1, "seed": s, "final_val_loss": 3.0} for s in range(2)]
+    rows += [{"variant": "mhc", "n": 2, "seed": s, "final_val_loss": 2.99 + 0.001 * s} for s in range(2)]
+    rows += [{"variant": "mhc", "n": 4, "seed": s, "final_val_loss": 2.95 + 0.001 * s} for s in range(2)]
+    assert (
+        RULES["gap_improves_with_n"](Evidence(_frame(rows)), variant="mhc", maps="res+pre+post").verdict
+        == "reproduced"
+    )
+
+
+def test_stats_t_quantiles_and_intervals() -> None:
+    assert t975(1) == 12.706 and t975(4) == 2.776 and t975(4.9) == 2.776 and t975(1000) == 1.980
+    est = estimate([1.0, 2.0, 3.0])
+    assert est.mean == 2.0 and est.half == pytest.approx(4.303 / math.sqrt(3))
+    assert estimate([1.0, float("nan"), None]).n == 1 and estimate([]).n == 0
+    paired = difference({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.1})
+    assert paired.mean == pytest.approx(0.95) and paired.half == pytest.approx(12.706 * 0.05)
+
+
+def test_malformed_files_are_reported_not_fatal(tmp_path: Path) -> None:
+    res = tmp_path / "odd"
+    cell = res / "cells" / "mhc-n4-x"
+    cell.mkdir(parents=True)
+    metrics = {"cell_id": "mhc-n4-x", "status": "completed", "variant": "mhc", "n_streams": 4, "seed": 0}
+    (cell / "metrics.json").write_text(json.dumps({**metrics, "final_val_loss": float("nan")}))
+    (cell / "eval.json").write_text("{not json")
+    other = res / "cells" / "hc-n4-y"
+    other.mkdir(parents=True)
+    (other / "cell.yaml").write_text("- not a mapping\n")
+    out = build_report(res, tmp_path / "out")
+    kinds = {(p.cell_id, p.kind) for p in out["problems"]}
+    assert {
+        ("mhc-n4-x", "no cell.yaml"),
+        ("mhc-n4-x", "unreadable eval.json"),
+        ("hc-n4-y", "unreadable cell.yaml"),
+        ("hc-n4-y", "no metrics.json"),
+    } <= kinds
+    assert out["tracking"].status == "absent"
+    assert {r["verdict"] for r in out["scorecard"]} == {"inconclusive"}
+    assert "no cells for" in {r["id"]: r for r in out["scorecard"]}["C5"]["reason"]
+    summary = pd.read_csv(out["summary_csv"]).set_index("cell_id")
+    assert summary.loc["mhc-n4-x", "n"] == 4 and summary.loc["mhc-n4-x", "variant"] == "mhc"
+
+
+def test_command_module_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, mhc_bench.report.command; print('pandas' in sys.modules, 'matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_downstream_rule_beyond_chance() -> None:
+    def verdict(mhc: float, hc: float) -> str:
+        rows = []
+        for variant, n, score in (("baseline", 1, 0.40), ("hc", 4, hc), ("mhc", 4, mhc)):
+            rows += [
+                {
+                    "variant": variant,
+                    "n": n,
+                    "seed": s,
+                    "eval.qa": score + 0.002 * (2 - s if variant == "hc" else s),
+                    "eval.qa.chance": 0.25,
+                    "eval.qa.stderr": 0.01,
+                }
+                for s in range(3)
+            ]
+        out = RULES["downstream_beats"](
+            Evidence(_frame(rows)),
+            variant="mhc",
+            baseline="baseline",
+            rival="hc",
+            maps="res+pre+post",
+            chance_tol=0.0,
+        )
+        return out.verdict
+
+    assert verdict(0.45, 0.43) == "reproduced"
+    assert verdict(0.35, 0.43) == "not reproduced"
+    assert verdict(0.45, 0.47) == "not reproduced"  # behind HC beyond CI on the only task
+    assert verdict(0.45, 0.451) == "inconclusive"  # behind HC by means only
+
+
+def test_eval_scores_reads_the_evaluator_format() -> None:
+    from mhc_bench.report.aggregate import eval_scores
+
+    ev = {"status": "completed", "results": {
+        "mhcb_gsm": {"kind": "group", "group": None, "n": 4, "chance": 0.0,
+                     "metrics": {"exact_match/strict-match": {"value": 0.25, "stderr": 0.1}}},
+        "mhcb_mmlu_letter": {"kind": "group", "group": None, "n": 8, "chance": 0.25,
+                             "metrics": {"acc": {"value": 0.5, "stderr": 0.2}}},
+    }}
+    scores = eval_scores(ev)
+    assert scores["mhcb_gsm:exact_match/strict-match"] == {
+        "metric": "exact_match/strict-match", "value": 0.25, "stderr": 0.1, "n": 4, "chance": 0.0}
+    assert scores["mhcb_mmlu_letter:acc"]["chance"] == 0.25
+    assert eval_scores({"status": "skipped", "results": {}}) == {}
