@@ -45,6 +45,7 @@ def configure_environment() -> None:
         "HF_HOME": cache / "hf",
         "HF_DATASETS_CACHE": cache / "hf" / "datasets",
         "MPLCONFIGDIR": cache / "matplotlib",
+        "MPLBACKEND": "Agg",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "HF_DATASETS_OFFLINE": "1",
         "HF_HUB_OFFLINE": "1",
