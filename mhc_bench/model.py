@@ -40,6 +40,7 @@ from mhc_bench.dispatch import KERNEL_CHOICES, StreamOps, stream_ops_for
 
 RESIDUAL_KINDS = ("baseline", "hc", "mhc")
 RES_INITS = ("identity", "uniform")
+PRE_INITS = ("one_hot", "uniform")
 
 
 @dataclass
@@ -59,6 +60,11 @@ class ModelConfig:
     # mHC static H_res logits: "identity" = 1 on the diagonal (after Sinkhorn a
     # diagonal of e/(e+n-1), 0.475 at n=4), "uniform" = zeros (1/n everywhere).
     res_init: str = "identity"
+    # mHC static H_pre logits: "one_hot" = layer i reads mostly stream i mod n (logits +2 / -2,
+    # sigmoid 0.88 / 0.12), like HC's one-hot static H_pre; "uniform" = every stream at 1/n.
+    # With copied input streams and uniform reads, every stream gets the same gradient and the
+    # streams never separate (only the alpha-gated dynamic part breaks the symmetry).
+    pre_init: str = "one_hot"
     dropout: float = 0.0
     bias: bool = False
     kernels: str = "auto"  # "auto" | "torch" | "triton" | "compile"
@@ -93,6 +99,8 @@ class ModelConfig:
             raise ValueError(f"sinkhorn_iters must be >= 1, got {self.sinkhorn_iters}")
         if self.res_init not in RES_INITS:
             raise ValueError(f"res_init must be one of {RES_INITS}, got {self.res_init!r}")
+        if self.pre_init not in PRE_INITS:
+            raise ValueError(f"pre_init must be one of {PRE_INITS}, got {self.pre_init!r}")
         if self.kernels not in KERNEL_CHOICES:
             raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {self.kernels!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -174,7 +182,7 @@ class PreNorm(nn.Module):
 class MHCMaps(nn.Module):
     """mHC's manifold-constrained maps (Eq. 10-12) for one residual layer."""
 
-    def __init__(self, cfg: ModelConfig, stream_ops: StreamOps) -> None:
+    def __init__(self, cfg: ModelConfig, layer_index: int, stream_ops: StreamOps) -> None:
         super().__init__()
         n, C = cfg.n_streams, cfg.d_model
         self.n, self.iters, self.enabled = n, cfg.sinkhorn_iters, cfg.maps
@@ -186,11 +194,12 @@ class MHCMaps(nn.Module):
         self.alpha = nn.ParameterDict(
             {m: nn.Parameter(torch.tensor(cfg.alpha_init)) for m in ops.MAP_NAMES if m in self.enabled}
         )
-        # sigmoid(b_pre) = 1/n reads the stream mean at init (0 when n = 1: the
-        # layer's pre-norm makes F insensitive to the read scale).
-        pre_bias = -math.log(n - 1) if n > 1 else 0.0
         res_bias = torch.eye(n) if cfg.res_init == "identity" else torch.zeros(n, n)
-        self.b_pre = nn.Parameter(torch.full((n,), pre_bias)) if "pre" in self.enabled else None
+        if cfg.pre_init == "one_hot":
+            pre_bias = 4.0 * F.one_hot(torch.tensor(layer_index % n), n).float() - 2.0
+        else:  # sigmoid = 1/n (0 logits when n = 1: the layer's pre-norm ignores the read scale)
+            pre_bias = torch.full((n,), -math.log(n - 1) if n > 1 else 0.0)
+        self.b_pre = nn.Parameter(pre_bias) if "pre" in self.enabled else None
         self.b_post = nn.Parameter(torch.zeros(n)) if "post" in self.enabled else None
         self.b_res = nn.Parameter(res_bias) if "res" in self.enabled else None
 
@@ -250,7 +259,7 @@ class ResidualLayer(nn.Module):
         self.stream_ops = stream_ops
         self.maps: nn.Module | None
         if cfg.residual == "mhc":
-            self.maps = MHCMaps(cfg, stream_ops)
+            self.maps = MHCMaps(cfg, index, stream_ops)
         elif cfg.residual == "hc":
             self.maps = HCMaps(cfg, index)
         else:

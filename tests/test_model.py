@@ -191,3 +191,29 @@ def test_recompute_matches_plain_backward() -> None:
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_res_only_ablation_cannot_separate_copied_streams() -> None:
+    """Documents a property of Table 1's "H_res only" row under copied input streams.
+
+    With H_pre = 1/n and H_post = 1 fixed, every stream receives the same update, and a
+    row-stochastic H_res maps equal streams to themselves: the streams stay copies, so
+    this row equals the baseline whatever H_res learns (see README, ablation caveat).
+    """
+    model = make("mhc", 4, maps=("res",))
+    with torch.no_grad():
+        for p in model.map_parameters():
+            p.add_(torch.randn_like(p))
+    outputs, _ = _layer_outputs(model, tokens())
+    for out in outputs:
+        torch.testing.assert_close(out, out[..., :1, :].expand_as(out), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("pre_init", "symmetric"), [("uniform", True), ("one_hot", False)])
+def test_pre_init_decides_whether_streams_get_different_gradients(pre_init: str, symmetric: bool) -> None:
+    model = make("mhc", 4, pre_init=pre_init, alpha_init=0.0)  # no dynamic part: static maps only
+    idx = tokens()
+    model(idx, idx)[1].backward()
+    grad = model.layers[1].maps.b_post.grad
+    same = torch.allclose(grad, grad[:1].expand_as(grad), rtol=1e-4, atol=1e-9)
+    assert same is symmetric

@@ -133,12 +133,17 @@ def eval_scores(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     The evaluator writes ``results: {task: {kind, group, n, chance, metrics: {metric:
     {value, stderr}}}}`` (one entry per leaf task and per group); a flat ``tasks:
-    {name: {metric, value, ...}}`` mapping is accepted too (hand-made results).
+    {name: {metric, value, ...}}`` mapping is accepted too (hand-made results). When
+    groups are present only they are kept (the suites: BBH gen/MC, GSM, MMLU letter/cloze).
     """
-    if ev.get("tasks"):
+    if isinstance(ev.get("tasks"), dict):  # the evaluator's "tasks" is the requested list
         return dict(ev["tasks"])
     scores: dict[str, dict[str, Any]] = {}
-    for task, row in (ev.get("results") or {}).items():
+    results = ev.get("results") or {}
+    # Tables show the suites (groups); per-task leaves stay in eval.json and MLflow.
+    if any(row.get("kind") == "group" for row in results.values()):
+        results = {task: row for task, row in results.items() if row.get("kind") == "group"}
+    for task, row in results.items():
         for metric, vals in (row.get("metrics") or {}).items():
             scores[f"{task}:{metric}"] = {"metric": metric, "value": vals.get("value"),
                                           "stderr": vals.get("stderr"), "n": row.get("n"),

@@ -120,7 +120,7 @@ def fmt_num(value: float | None, digits: int = 3) -> str:
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
     if v != 0 and (abs(v) >= 1e5 or abs(v) < 10 ** (-digits)):
-        return f"{v:.{digits - 1}e}"
+        return f"{v:.{max(digits - 1, 1)}e}"
     return f"{v:.{digits}f}"
 
 
