@@ -69,6 +69,7 @@ def build_report(results_dir: Path, out_dir: Path, profile: str | None = None) -
         tables.accuracy_table(frame),
         tables.downstream_table(frame),
         tables.ablation_table(frame),
+        tables.cells_table(frame),
     ]
     env = environment(bench)
     header = header_lines(profile, results_dir, env, len(cells), f"{tracking.status}: {tracking.message}")

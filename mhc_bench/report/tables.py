@@ -285,3 +285,24 @@ def problems_table(problems: list[Any]) -> Table:
     return Table(
         "Missing / inconsistent", pd.DataFrame(rows, columns=["cell / item", "problem", "detail"]), notes
     )
+
+
+def cells_table(frame: pd.DataFrame) -> Table:
+    """Every cell on its own row, so no cell hides inside a group mean."""
+    columns = ["cell", "variant", "n", "scale", "maps", "lr", "seed", "status", "steps", "val loss",
+               "max composite fwd", "eval", "MLflow run"]
+    rows = []
+    for rec in frame.sort_values("cell_id").to_dict("records") if not frame.empty else []:
+        rows.append({
+            "cell": rec["cell_id"],
+            **_group_cols((rec["variant"], rec["n"], rec["scale"], rec["maps"], rec["lr"])),
+            "seed": "?" if pd.isna(rec.get("seed")) else int(rec["seed"]),
+            "status": rec.get("status") if isinstance(rec.get("status"), str) else "not trained",
+            "steps": fmt_num(rec.get("steps_done"), 0),
+            "val loss": fmt_num(rec.get("final_val_loss")),
+            "max composite fwd": fmt_num(rec.get("max_composite_fwd")),
+            "eval": rec.get("eval_status") if isinstance(rec.get("eval_status"), str) else "—",
+            "MLflow run": {True: "yes", False: "no"}.get(rec.get("in_mlflow"), "not checked"),
+        })
+    return Table("Cells", pd.DataFrame(rows, columns=columns),
+                 ["One row per cell folder; the tables above aggregate these over seeds."])
