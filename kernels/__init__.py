@@ -1,4 +1,16 @@
 """Fused Triton kernels for the mHC n-stream ops (import name ``mhc_kernels``).
 
-Filled in by the kernels issue; until then importing the ops raises.
+Drop-in replacements for ``mhc_bench.ops.mhc_maps``, ``stream_pre`` and
+``stream_post_res`` (same signatures and semantics), each a
+``torch.autograd.Function`` with Triton forward and backward kernels. Inputs
+may be fp32 or bf16 (fp32 accumulation, outputs in the input dtype), any
+leading dims, any token count, n in {1, 2, 4, 8} (any power of two), and
+non-contiguous. On CPU they run only under ``TRITON_INTERPRET=1`` (set before
+triton is imported); see ``maps.py`` and ``stream.py`` for what is fused.
 """
+
+from ._launch import INTERPRET_HINT, interpreting
+from .maps import mhc_maps
+from .stream import stream_post_res, stream_pre
+
+__all__ = ["INTERPRET_HINT", "interpreting", "mhc_maps", "stream_post_res", "stream_pre"]

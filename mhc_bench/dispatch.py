@@ -53,6 +53,19 @@ def _triton_ops() -> StreamOps:
     return StreamOps("triton", mhc_kernels.mhc_maps, mhc_kernels.stream_pre, mhc_kernels.stream_post_res)
 
 
+def _require_triton_device() -> StreamOps:
+    """The Triton ops, or a clear error when they cannot run here (CPU without the interpreter)."""
+    found = _triton_ops()
+    import mhc_kernels
+
+    if not torch.cuda.is_available() and not mhc_kernels.interpreting():
+        raise RuntimeError(
+            "kernels='triton' was requested but there is no CUDA device and triton is not in "
+            "interpreter mode. " + mhc_kernels.INTERPRET_HINT + "."
+        )
+    return found
+
+
 def _auto_ops() -> StreamOps:
     """Triton for CUDA tensors, the torch reference for everything else, decided per call."""
 
@@ -68,12 +81,13 @@ def _auto_ops() -> StreamOps:
 
 
 def stream_ops_for(kernels: str) -> StreamOps:
+    """The ops for one ``kernels`` choice; ``"triton"`` fails early where it cannot run."""
     if kernels == "torch":
         return TORCH_OPS
     if kernels == "compile":
         return _compiled_ops()
     if kernels == "triton":
-        return _triton_ops()
+        return _require_triton_device()
     if kernels == "auto":
         return _auto_ops()
     raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {kernels!r}")

@@ -1,0 +1,1 @@
+"""Overhead and kernel benchmarks behind ``mhc-bench bench`` (see ``command.py`` for the schema)."""
