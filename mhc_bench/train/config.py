@@ -1,0 +1,246 @@
+"""The cell config: one YAML file that fully describes one training run ("cell").
+
+Every section forbids unknown keys and checks types and ranges, so a typo or an
+impossible value fails before any data is prepared or any model is built, with
+an error that names the key (``model.n_streams``, ``train.lr``, ...).
+
+The ``model`` section mirrors :class:`mhc_bench.model.ModelConfig` field for
+field (generated from the dataclass, so the two cannot drift); cross-field
+rules (``d_model % n_head``, ``n_streams == 1`` for the baseline) are checked
+by building the real ``ModelConfig``. ``model.vocab_size`` left ``null`` is
+taken from the prepared data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic_core import PydanticCustomError
+
+from mhc_bench.data import DataConfig
+from mhc_bench.model import ModelConfig
+from mhc_bench.paths import PROJECT_ROOT
+
+_STRICT = ConfigDict(extra="forbid")
+# Range checks on ModelConfig fields that pydantic can report at the field's own key.
+_MODEL_BOUNDS: dict[str, dict[str, Any]] = {
+    "n_layer": {"ge": 1}, "d_model": {"ge": 1}, "n_head": {"ge": 1}, "seq_len": {"ge": 1},
+    "n_streams": {"ge": 1}, "sinkhorn_iters": {"ge": 1}, "dropout": {"ge": 0.0, "lt": 1.0},
+    "recompute": {"ge": -1},
+}
+
+
+class ConfigError(ValueError):
+    """A cell config that cannot be used; the message names every offending key."""
+
+
+def _model_section_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(ModelConfig):
+        if f.name == "extra":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        annotation: Any = f.type
+        if f.name == "vocab_size":
+            annotation, default = int | None, None
+        elif f.name == "maps":
+            annotation, default = list[Literal["res", "pre", "post"]], list(default)
+        fields[f.name] = (annotation, Field(default=default, **_MODEL_BOUNDS.get(f.name, {})))
+    return fields
+
+
+class _ModelBase(BaseModel):
+    model_config = _STRICT
+
+    @model_validator(mode="after")
+    def _check_with_model_config(self) -> Any:
+        try:
+            self.to_model_config(vocab_size=self.vocab_size or 1)
+        except ValueError as err:
+            msg = str(err)
+            field = next((name for name in type(self).model_fields if msg.startswith(name)), "")
+            raise PydanticCustomError("model_config", "{field}: {msg}", {"field": field, "msg": msg}) from err
+        return self
+
+    def to_model_config(self, vocab_size: int | None = None) -> ModelConfig:
+        """The validated ``ModelConfig``; ``vocab_size`` fills a ``null`` vocab size."""
+        values = self.model_dump()
+        values["vocab_size"] = values["vocab_size"] or vocab_size
+        if values["vocab_size"] is None:
+            raise ValueError("vocab_size is null: pass the prepared data's vocab size")
+        values["maps"] = tuple(values["maps"])
+        return ModelConfig(**values)
+
+
+ModelSection = create_model("ModelSection", __base__=_ModelBase, **_model_section_fields())
+ModelSection.__doc__ = "The ``model`` section: the fields of ``ModelConfig`` (vocab_size may be null)."
+
+
+class TrainSection(BaseModel):
+    """Optimisation, schedule, probes, checkpoints, stability detectors and placement."""
+
+    model_config = _STRICT
+
+    steps: int = Field(default=500, ge=1)
+    batch_size: int = Field(default=16, ge=1)  # sequences per device per step
+    lr: float = Field(default=1e-3, gt=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)  # cosine floor, as a fraction of lr
+    warmup_steps: int = Field(default=50, ge=0)
+    schedule: Literal["cosine", "step"] = "cosine"
+    # "step": the paper's schedule, lr x step_factor at each milestone (fractions of training).
+    step_milestones: tuple[float, ...] = (0.8, 0.9)
+    step_factor: float = Field(default=0.316, gt=0, le=1)
+    weight_decay: float = Field(default=0.1, ge=0)
+    # Decay the dynamic map projections (mHC phi, HC w) like every other matrix: they are
+    # ordinary projections, and decay pulls the maps towards their static (identity-like)
+    # values. Static map biases (b_*, s_*) and gates (alpha, scale) are never decayed.
+    decay_map_projections: bool = True
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(default=1e-8, gt=0)
+    grad_clip: float = Field(default=1.0, ge=0)  # 0 disables clipping
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
+    seed: int = Field(default=0, ge=0)
+    probe_every: int = Field(default=50, ge=1)
+    val_every: int = Field(default=100, ge=1)
+    val_batches: int = Field(default=8, ge=1)
+    ckpt_every: int = Field(default=100, ge=1)
+    spike_factor: float = Field(default=2.0, gt=1)  # loss > k x running median = spike
+    spike_window: int = Field(default=50, ge=2)  # losses in the running median
+    gain_ceiling: float = Field(default=1e6, gt=0)  # composite Amax gain above this = divergence
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int = Field(default=1, ge=1)
+    # "ddp" re-executes the command line for the other ranks (Lightning's script launcher):
+    # use it through ``mhc-bench train``; spawn-based strategies would lose the monitor's state.
+    strategy: Literal["auto", "ddp"] = "auto"
+    num_threads: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainSection:
+        if any(not 0 < m < 1 for m in self.step_milestones) or list(self.step_milestones) != sorted(
+            self.step_milestones
+        ):
+            raise PydanticCustomError("train_config", "{field}: must be increasing fractions in (0, 1)",
+                                      {"field": "step_milestones"})
+        if not all(0 <= b < 1 for b in self.betas):
+            raise PydanticCustomError("train_config", "{field}: must be in [0, 1)", {"field": "betas"})
+        return self
+
+
+class TrackingSection(BaseModel):
+    """Where MLflow writes; not part of the config hash (moving the store changes no result)."""
+
+    model_config = _STRICT
+
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or sqlite:///<repo>/results/mlflow.db
+    experiment: str = "mhc-bench"
+    # None: <dir of the SQLite db>/mlartifacts for sqlite URIs (never the current directory).
+    artifact_location: str | None = None
+
+    def resolved_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'results' / 'mlflow.db'}"
+
+
+class ResolvedSection(BaseModel):
+    """Filled in by training (in the written ``config.yaml``): what ``null``/defaults became."""
+
+    model_config = _STRICT
+
+    cell_id: str
+    config_hash: str
+    vocab_from_data: bool
+    data_dir: str
+    tokenizer_path: str
+    data_fingerprint: str
+
+
+class CellConfig(BaseModel):
+    """One cell: model x data x training recipe (+ where to track it)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str | None = None
+    profile: str | None = None
+    model: ModelSection = Field(default_factory=ModelSection)  # type: ignore[valid-type]
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    resolved: ResolvedSection | None = None
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per problem, each starting with the dotted key (``model.n_streams: ...``)."""
+    lines = []
+    for item in err.errors():
+        loc = [str(part) for part in item["loc"]]
+        field = (item.get("ctx") or {}).get("field")
+        if field:
+            loc.append(field)
+            msg = (item.get("ctx") or {}).get("msg") or item["msg"].split(": ", 1)[-1]
+        else:
+            msg = item["msg"]
+        lines.append(f"{'.'.join(loc) or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_cell_config(data: dict[str, Any]) -> CellConfig:
+    """Validate a dict; raises :class:`ConfigError` naming the keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"<root>: a cell config must be a mapping, got {type(data).__name__}")
+    try:
+        return CellConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+
+
+def load_cell_config(path: str | Path) -> CellConfig:
+    """Read and validate a YAML cell config."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_cell_config(data or {})
+
+
+def _hash_payload(cfg: CellConfig) -> dict[str, Any]:
+    payload = cfg.model_dump(mode="json", exclude={"tracking", "name", "profile", "resolved", "data"})
+    # The data's fingerprint, not its spelling: a corpus path written two ways is one dataset.
+    payload["data"] = cfg.data.fingerprint()
+    if cfg.resolved is not None and cfg.resolved.vocab_from_data:
+        payload["model"]["vocab_size"] = None  # the input said "from data": hash what it said
+    return payload
+
+
+def config_hash(cfg: CellConfig) -> str:
+    """sha256 of the config (labels, tracking and resolved values excluded), 16 hex digits.
+
+    Computable without preparing data, so a workflow can list cell ids cheaply.
+    """
+    blob = json.dumps(_hash_payload(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cell_id(cfg: CellConfig) -> str:
+    """Readable id plus a short hash, e.g. ``mhc-n4-d128-L6-s0-1a2b3c``."""
+    m = cfg.model
+    return f"{m.residual}-n{m.n_streams}-d{m.d_model}-L{m.n_layer}-s{cfg.train.seed}-{config_hash(cfg)[:6]}"
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}`` (lists kept as values), for MLflow params."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
