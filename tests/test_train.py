@@ -200,8 +200,11 @@ def test_cell_id_is_readable_and_ignores_tracking_and_labels(store: Path) -> Non
     a = parse_cell_config(tiny(store))
     b = parse_cell_config({**tiny(Path("/elsewhere")), "name": "x", "profile": "cpu"})
     c = parse_cell_config(tiny(store, seed=1))
-    assert cell_id(a) == cell_id(b) and cell_id(a).startswith("mhc-n2-d32-L2-s0-")
-    assert cell_id(c).startswith("mhc-n2-d32-L2-s1-") and config_hash(c) != config_hash(a)
+    lr = f"lr{a.train.lr:.0e}"
+    assert cell_id(a) == cell_id(b) and cell_id(a).startswith(f"mhc-n2-d32-L2-{lr}-s0-")
+    assert cell_id(c).startswith(f"mhc-n2-d32-L2-{lr}-s1-") and config_hash(c) != config_hash(a)
+    ablation = parse_cell_config({**tiny(store), "model": {**tiny(store)["model"], "maps": ["res", "pre"]}})
+    assert cell_id(ablation).startswith(f"mhc-n2-d32-L2-res+pre-{lr}-s0-")
 
 
 def test_lr_schedules_warm_up_then_decay() -> None:

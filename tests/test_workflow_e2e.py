@@ -1,0 +1,99 @@
+"""The smoke profile end to end through real Snakemake, then reruns.
+
+One module-scoped run (a few minutes on 2 cores): every stage of the product
+(data, task suite, MLflow store, training, lm-eval, bench, report) at toy size.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mhc_bench.paths import PROJECT_ROOT
+from mhc_bench.workflow.grid import profile_cells
+
+pytestmark = [pytest.mark.slow, pytest.mark.network]
+SMOKE = PROJECT_ROOT / "workflows" / "config" / "smoke.yaml"
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT_ROOT / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(SMOKE), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("smoke")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_every_cell_has_metrics_and_eval(smoke_run: Path) -> None:
+    cells = profile_cells("smoke")
+    for cid in cells:
+        folder = smoke_run / "results" / "smoke" / "cells" / cid
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["cell_id"] == cid and metrics["status"] == "completed"
+        evaluation = json.loads((folder / "eval.json").read_text())
+        assert evaluation["complete"] and evaluation["results"]
+
+
+def test_mlflow_has_one_run_per_cell(smoke_run: Path) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{smoke_run / 'results' / 'smoke' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([experiment.experiment_id])
+    names = sorted(r.info.run_name for r in runs)
+    assert names == sorted(profile_cells("smoke"))
+    run = runs[0]
+    assert "eval/mhcb_gsm/exact_match/strict-match" in run.data.metrics or any(
+        k.startswith("eval/") for k in run.data.metrics
+    )
+
+
+def test_report_lists_every_cell(smoke_run: Path) -> None:
+    report = (smoke_run / "report" / "smoke" / "report.md").read_text()
+    summary = pd.read_csv(smoke_run / "results" / "smoke" / "summary.csv")
+    assert sorted(summary["cell_id"]) == sorted(profile_cells("smoke"))
+    for cid in profile_cells("smoke"):
+        assert f"| {cid} |" in report
+    for section in ("Claims scorecard", "Overhead", "Stability", "Accuracy", "Ablation"):
+        assert section in report
+    assert (smoke_run / "report" / "smoke" / "claims.csv").exists()
+    assert (smoke_run / "results" / "smoke" / "bench" / "bench.json").exists()
+    pngs = list((smoke_run / "report" / "smoke" / "plots").glob("*.png"))
+    assert len(pngs) >= 4 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_second_run_does_nothing_and_one_deleted_eval_reruns_one_job(smoke_run: Path) -> None:
+    again = snakemake(smoke_run, "--dry-run")
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    victim = next(iter(profile_cells("smoke")))
+    (smoke_run / "results" / "smoke" / "cells" / victim / "eval.json").unlink()
+    plan = snakemake(smoke_run, "--dry-run", "--quiet", "rules")
+    jobs = {}
+    for line in plan.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            jobs[parts[0]] = int(parts[1])
+    assert jobs.get("evaluate") == 1 and "train" not in jobs
+    rerun = snakemake(smoke_run)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (smoke_run / "results" / "smoke" / "cells" / victim / "eval.json").exists()
+
+
+def test_report_only_trains_nothing(smoke_run: Path) -> None:
+    result = snakemake(smoke_run, "--config", "report_only=true", "--forcerun", "report", "--", "report")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "rule train" not in log and "rule evaluate" not in log and "rule report" in log
