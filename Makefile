@@ -38,7 +38,7 @@ reproduce: venv
 
 # Tables, plots and scorecard from the results that exist; trains nothing.
 report: venv
-	$(SNAKE) --cores 1 --config report_only=true --forcerun report -- report
+	$(SNAKE) --cores 1 --config report_only=True --forcerun report -- report
 
 # Snakemake's own HTML report (with captions) of the last run.
 snakemake-report: venv

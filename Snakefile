@@ -3,7 +3,7 @@
 #
 #   snakemake --cores all --configfile workflows/config/quick.yaml        # full reproduction
 #   snakemake results/<profile>/cells/<cell_id>/eval.json ...             # one cell
-#   snakemake report --config report_only=true ...                        # tables only, no training
+#   snakemake report --config report_only=True ...                        # tables only, no training
 #
 # Rule files are split by stage under workflows/rules/ (the Snakemake workflow catalog layout).
 from snakemake.utils import min_version

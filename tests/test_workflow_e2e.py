@@ -7,6 +7,7 @@ One module-scoped run (a few minutes on 2 cores): every stage of the product
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,10 @@ SMOKE = PROJECT_ROOT / "workflows" / "config" / "smoke.yaml"
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT_ROOT / "Snakefile"),
            "--directory", str(workdir), "--configfile", str(SMOKE), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    # In-process tests may have left MLFLOW_TRACKING_URI behind (mlflow.set_tracking_uri sets
+    # it); the workflow must use the profile's own store.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +97,7 @@ def test_second_run_does_nothing_and_one_deleted_eval_reruns_one_job(smoke_run: 
 
 
 def test_report_only_trains_nothing(smoke_run: Path) -> None:
-    result = snakemake(smoke_run, "--config", "report_only=true", "--forcerun", "report", "--", "report")
+    result = snakemake(smoke_run, "--config", "report_only=True", "--forcerun", "report", "--", "report")
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert "rule train" not in log and "rule evaluate" not in log and "rule report" in log

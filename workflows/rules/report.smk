@@ -1,5 +1,5 @@
 # Tables, plots and the claims scorecard. `make report` runs this rule with
-# report_only=true: it then reads whatever results exist and trains nothing.
+# report_only=True: it then reads whatever results exist and trains nothing.
 
 
 def report_inputs(wildcards=None):
