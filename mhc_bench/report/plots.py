@@ -168,52 +168,28 @@ def composite_gain_per_layer(frame: pd.DataFrame, cells: dict[str, Cell], out: P
     return _save(fig, out / "composite_gain_per_layer.png")
 
 
-def gain_over_steps(frame: pd.DataFrame, cells: dict[str, Cell], out: Path) -> Path:
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    _lines(
-        list(axes),
-        _groups(frame, cells),
-        labeller(frame),
-        ["max_composite_fwd", "max_composite_bwd", "layer0_fwd"],
-        _step_mean,
-        True,
-        "history.json",
-    )
+def _over_steps(
+    frame: pd.DataFrame, cells: dict[str, Cell], path: Path, keys: list[str], log_y: bool
+) -> Path:
+    """One panel per ``history.json`` key against the training step, a line per cell group."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys) + 1, 4))
+    _lines(list(axes), _groups(frame, cells), labeller(frame), keys, _step_mean, log_y, "history.json")
     for ax in axes:
         ax.set_xlabel("step")
-    return _save(fig, out / "gain_over_steps.png")
+    return _save(fig, path)
+
+
+def gain_over_steps(frame: pd.DataFrame, cells: dict[str, Cell], out: Path) -> Path:
+    keys = ["max_composite_fwd", "max_composite_bwd", "layer0_fwd"]
+    return _over_steps(frame, cells, out / "gain_over_steps.png", keys, True)
 
 
 def loss_curves(frame: pd.DataFrame, cells: dict[str, Cell], out: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    _lines(
-        list(axes),
-        _groups(frame, cells),
-        labeller(frame),
-        ["train_loss", "val_loss"],
-        _step_mean,
-        False,
-        "history.json",
-    )
-    for ax in axes:
-        ax.set_xlabel("step")
-    return _save(fig, out / "loss_curves.png")
+    return _over_steps(frame, cells, out / "loss_curves.png", ["train_loss", "val_loss"], False)
 
 
 def grad_norm(frame: pd.DataFrame, cells: dict[str, Cell], out: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    _lines(
-        list(axes),
-        _groups(frame, cells),
-        labeller(frame),
-        ["grad_norm", "grad_norm_maps"],
-        _step_mean,
-        True,
-        "history.json",
-    )
-    for ax in axes:
-        ax.set_xlabel("step")
-    return _save(fig, out / "grad_norm.png")
+    return _over_steps(frame, cells, out / "grad_norm.png", ["grad_norm", "grad_norm_maps"], True)
 
 
 def accuracy_by_n(frame: pd.DataFrame, out: Path) -> Path:
