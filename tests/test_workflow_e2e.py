@@ -101,3 +101,11 @@ def test_report_only_trains_nothing(smoke_run: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert "rule train" not in log and "rule evaluate" not in log and "rule report" in log
+
+
+def test_snakemake_html_report_has_the_plots(smoke_run: Path) -> None:
+    page = smoke_run / "snakemake-report.html"
+    result = snakemake(smoke_run, "--report", str(page))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = page.read_text(errors="replace")
+    assert "composite_gain_per_layer" in text and "Claims scorecard" in text

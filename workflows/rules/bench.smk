@@ -1,5 +1,6 @@
-# Overhead benchmark: every variant side by side in one process, alone on the machine
-# (threads = all cores) so that its timings are not disturbed by training jobs.
+# Overhead benchmark: every variant side by side in one process, alone on the machine:
+# Snakemake caps a rule's threads at --cores, so the default (128) takes every local core
+# and no training job runs beside it. On a cluster, set-threads in the executor profile.
 
 
 rule bench:
@@ -10,7 +11,7 @@ rule bench:
         args=" ".join(config["bench"]["args"]),
     log:
         f"{R}/logs/bench.log",
-    threads: workflow.cores
+    threads: RES["bench_threads"]
     resources:
         gpu=RES["gpu"],
     shell:
