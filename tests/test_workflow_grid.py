@@ -151,3 +151,22 @@ def test_bad_profile_fails_snakemake_validation(tmp_path) -> None:
     )
     assert result.returncode != 0
     assert "train_typo" in result.stdout + result.stderr
+
+
+def test_cell_command_plans_exactly_that_cell() -> None:
+    cid = list(profile_cells("smoke"))[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "mhc_bench.cli", "cell", cid, "--dry-run"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"results/smoke/cells/{cid}/eval.json" in result.stdout
+    assert _job_counts(result.stdout).get("train") == 1
+
+
+def test_cell_command_rejects_an_unknown_id() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mhc_bench.cli", "cell", "mhc-n9-nope"], capture_output=True, text=True,
+        cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 2 and "none of the profiles" in result.stdout

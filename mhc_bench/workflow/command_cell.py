@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_profile(profile)
     final = "eval.json" if config["eval"]["enabled"] else "metrics.json"
     target = f"{results_root(config)}/cells/{args.cell_id}/{final}"
-    cmd = [sys.executable, "-m", "snakemake", "--cores", args.cores,
-           "--configfile", str(profile_path(profile)), target]
+    # The target comes first: --configfile and --rerun-triggers take several values.
+    cmd = [sys.executable, "-m", "snakemake", target, "--cores", args.cores, "--rerun-incomplete",
+           "--configfile", str(profile_path(profile)),
+           "--rerun-triggers", "mtime", "params", "input"]  # as `make reproduce`: code edits retrain nothing
     if args.force:
         cmd += ["--forcerun", "train", "evaluate"]
     if args.dry_run:
