@@ -606,3 +606,13 @@ def test_eval_scores_reads_the_evaluator_format() -> None:
         "metric": "exact_match/strict-match", "value": 0.25, "stderr": 0.1, "n": 4, "chance": 0.0}
     assert scores["mhcb_mmlu_letter:acc"]["chance"] == 0.25
     assert eval_scores({"status": "skipped", "results": {}}) == {}
+
+
+def test_bench_environment_reads_the_benchmark_record() -> None:
+    from mhc_bench.report.aggregate import bench_environment
+
+    bench = {"meta": {"environment": {"device": "cpu", "cpu_count": 2, "versions": {"torch": "2.13.0"}}}}
+    assert bench_environment(bench) == ({"device": "cpu", "cpu_count": 2}, {"torch": "2.13.0"})
+    assert bench_environment({"hardware": {"device": "cuda"}, "versions": {"x": "1"}}) == (
+        {"device": "cuda"}, {"x": "1"})
+    assert bench_environment(None) == ({}, {})

@@ -253,3 +253,11 @@ def sorted_groups(frame: pd.DataFrame) -> list[tuple[tuple[Any, ...], pd.DataFra
         )
 
     return sorted(groups, key=order)
+
+
+def bench_environment(bench: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(hardware, versions)`` recorded by the benchmark (``meta.environment`` in bench.json)."""
+    bench = bench or {}
+    env = dict((bench.get("meta") or {}).get("environment") or bench.get("hardware") or {})
+    versions = env.pop("versions", None) or bench.get("versions") or {}
+    return env, versions

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from mhc_bench.report.aggregate import bench_environment
 from mhc_bench.report.tables import Table
 
 _PACKAGES = (
@@ -31,17 +32,26 @@ _PACKAGES = (
 )
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``platform.processor()`` is empty on most Linux systems)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
 def environment(bench: dict[str, Any] | None) -> dict[str, dict[str, str]]:
     """Hardware and versions: the benchmark's own record when present, else this machine's."""
-    hardware = {str(k): str(v) for k, v in ((bench or {}).get("hardware") or {}).items()}
-    versions = {str(k): str(v) for k, v in ((bench or {}).get("versions") or {}).items()}
+    bench_hw, bench_versions = bench_environment(bench)
+    hardware = {str(k): str(v) for k, v in bench_hw.items() if v not in ("", None)}
+    versions = {str(k): str(v) for k, v in bench_versions.items()}
     source = "bench.json" if hardware else "this machine (report build; no bench.json hardware record)"
     if not hardware:
-        hardware = {
-            "machine": platform.machine(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or "?",
-        }
+        hardware = {"machine": platform.machine(), "platform": platform.platform()}
+    hardware.setdefault("cpu", cpu_model())
     for pkg in _PACKAGES:
         if pkg not in versions:
             try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from mhc_bench.report.aggregate import GROUP_KEY, by_seed, eval_tasks, sorted_groups
+from mhc_bench.report.aggregate import GROUP_KEY, bench_environment, by_seed, eval_tasks, sorted_groups
 from mhc_bench.report.stats import Estimate, difference, estimate, fmt_estimate, fmt_num
 from mhc_bench.report.tables import at_chance, baseline_rows, loss_gap
 
@@ -484,7 +484,7 @@ def overhead_ratio(
             "+6.7 % claim",
             scale=scale,
         )
-    if _is_cpu(bench.get("hardware") or {}):
+    if _is_cpu(bench_environment(bench)[0]):
         return Outcome(
             INCONCLUSIVE,
             value,
