@@ -23,13 +23,7 @@ def plot_gains_per_layer(gains: dict[str, Any], title: str, path: Path) -> Path:
                        ("single_bwd", ":")):
         values = gains.get(key) or []
         ax.plot(range(len(values)), values, style, label=key, markersize=3)
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set(yscale="log", xlabel="residual layer", ylabel="Amax gain magnitude", title=title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, "residual layer", title, path)
 
 
 def plot_gains_over_steps(history: list[dict[str, Any]], title: str, path: Path) -> Path:
@@ -40,8 +34,13 @@ def plot_gains_over_steps(history: list[dict[str, Any]], title: str, path: Path)
     steps = [h["step"] for h in probes]
     for key in ("max_composite_fwd", "max_composite_bwd", "layer0_fwd", "layer0_bwd"):
         ax.plot(steps, [h[key] if h[key] is not None else float("nan") for h in probes], label=key)
+    return _finish(plt, fig, ax, "step", title, path)
+
+
+def _finish(plt: Any, fig: Any, ax: Any, xlabel: str, title: str, path: Path) -> Path:
+    """Shared look of the gain plots: log y, the ideal gain 1 as a grey line, saved and closed."""
     ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set(yscale="log", xlabel="step", ylabel="Amax gain magnitude", title=title)
+    ax.set(yscale="log", xlabel=xlabel, ylabel="Amax gain magnitude", title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
