@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -71,7 +71,6 @@ class ModelConfig:
     # Selective recompute: checkpoint residual layers in blocks of this many
     # layers (0 = off, -1 = the paper's L_r* = sqrt(nL/(n+2)), rounded).
     recompute: int = 0
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.maps, str):
@@ -122,7 +121,6 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["maps"] = list(self.maps)
-        out.pop("extra")
         return out
 
 

@@ -56,7 +56,7 @@ class _HFTokenizer:
 def load_cell_model(cell_dir: Path, vocab_size: int | None = None) -> GPT:
     """``GPT`` from ``config.yaml``'s ``model:`` section and ``model.pt`` (eval mode, CPU)."""
     cfg = yaml.safe_load((cell_dir / "config.yaml").read_text())
-    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"extra"}
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
     values = {k: v for k, v in cfg["model"].items() if k in fields}
     values["maps"] = tuple(values.get("maps", ModelConfig.maps))
     if values.get("vocab_size") is None:

@@ -44,8 +44,6 @@ class ConfigError(ValueError):
 def _model_section_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(ModelConfig):
-        if f.name == "extra":
-            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         annotation: Any = f.type
         if f.name == "vocab_size":
