@@ -164,9 +164,9 @@ class MHCMapsFn(torch.autograd.Function):
         bias = [b.to(**f32).contiguous() for b in (b_pre, b_post, b_res)]
         proj = torch.empty((T, W), **f32)
         rstd = torch.empty((T,), **f32)
-        h_pre = torch.empty((T, n), dtype=x2.dtype, device=x2.device)
+        h_pre = torch.empty((T, n), **f32)  # the maps are fp32 whatever x is (mhc_bench.ops' policy)
         h_post = torch.empty_like(h_pre)
-        h_res = torch.empty((T, n, n), dtype=x2.dtype, device=x2.device)
+        h_res = torch.empty((T, n, n), **f32)
         bt, bk, wp = _blocks(T, K, W)
         _maps_fwd[grid_for(T, bt)](x2, phi32, alpha32, *bias, proj, rstd, h_pre, h_post, h_res,
                                    T, K, W, int(iters), float(eps), N=n, BT=bt, BK=bk, WP=wp)
@@ -181,7 +181,7 @@ class MHCMapsFn(torch.autograd.Function):
         lead, iters, phi_dtype, alpha_dtype, bias_dtypes = ctx.meta
         T, K = x2.shape
         W, n = proj.shape[1], bpre.shape[0]
-        grads = [torch.zeros((T, *shape), dtype=x2.dtype, device=x2.device) if g is None
+        grads = [torch.zeros((T, *shape), dtype=torch.float32, device=x2.device) if g is None
                  else g.reshape(T, *shape).contiguous() for g, shape in
                  ((g_pre, (n,)), (g_post, (n,)), (g_res, (n, n)))]
         gl = torch.empty((T, W), dtype=torch.float32, device=x2.device)
@@ -210,7 +210,7 @@ def mhc_maps(
     iters: int,
     eps: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fused ``mhc_bench.ops.mhc_maps``: ``x_flat [..., n*C] -> (h_pre, h_post, h_res)`` in x's dtype."""
+    """Fused ``mhc_bench.ops.mhc_maps``: ``x_flat [..., n*C] -> (h_pre, h_post, h_res)``, fp32."""
     if iters < 1:
         raise ValueError(f"sinkhorn iters must be >= 1, got {iters}")
     return MHCMapsFn.apply(x_flat, phi, alpha, b_pre, b_post, b_res, iters, eps)

@@ -138,7 +138,7 @@ class StreamPreFn(torch.autograd.Function):
         lead = x.shape[:-2]
         h2, x3 = h.reshape(-1, n).contiguous(), x.reshape(-1, n, C).contiguous()
         T = x3.shape[0]
-        out = torch.empty((T, C), dtype=torch.promote_types(h.dtype, x.dtype), device=x.device)
+        out = torch.empty((T, C), dtype=x.dtype, device=x.device)  # the stream's dtype (ops' policy)
         bt, bc = _blocks(T, n, C)
         _pre_fwd[grid_for(T, bt)](h2, x3, out, T, C, N=n, BT=bt, BC=bc)
         ctx.save_for_backward(h2, x3)
@@ -168,9 +168,7 @@ class StreamPostResFn(torch.autograd.Function):
         hr, x3 = h_res.reshape(-1, n, n).contiguous(), x.reshape(-1, n, C).contiguous()
         hp, y2 = h_post.reshape(-1, n).contiguous(), y.reshape(-1, C).contiguous()
         T = x3.shape[0]
-        dtype = torch.promote_types(torch.promote_types(h_res.dtype, x.dtype),
-                                    torch.promote_types(h_post.dtype, y.dtype))
-        out = torch.empty((T, n, C), dtype=dtype, device=x.device)
+        out = torch.empty((T, n, C), dtype=x.dtype, device=x.device)  # the stream's dtype (ops' policy)
         bt, bc = _blocks(T, n, C)
         _post_res_fwd[grid_for(T, bt)](hr, x3, hp, y2, out, T, C, N=n, BT=bt, BC=bc)
         ctx.save_for_backward(hr, x3, hp, y2)

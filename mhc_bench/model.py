@@ -235,8 +235,13 @@ class HCMaps(nn.Module):
         self.s_res = nn.Parameter(torch.eye(n)) if "res" in self.enabled else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # The maps are fp32 whatever autocast says (the precision policy in mhc_bench.ops).
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._maps(x.to(ops.compute_dtype(x.dtype)))
+
+    def _maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h_pre, h_post, h_res = ops.static_maps(x.shape[:-2], self.n, x.dtype, x.device)
-        dyn = torch.tanh(F.rms_norm(x, (x.shape[-1],)) @ self.w)  # [..., n_in, width]
+        dyn = torch.tanh(F.rms_norm(x, (x.shape[-1],)) @ self.w.to(x.dtype))  # [..., n_in, width]
         chunks = dict(zip(self.width, dyn.split(list(self.width.values()), dim=-1), strict=True))
         if self.s_pre is not None:
             h_pre = self.s_pre + self.scale["pre"] * chunks["pre"].squeeze(-1)

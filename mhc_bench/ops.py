@@ -5,6 +5,19 @@ against, and the fast path on CPU. Shapes follow one convention everywhere:
 the residual state is ``x: [..., n, C]``, ``h_res: [..., n, n]`` with rows
 indexing *output* streams, ``h_pre`` and ``h_post: [..., n]``; one residual
 layer computes ``x_next = h_res @ x + h_post^T F(h_pre @ x)``.
+
+Precision policy (every path follows it: this reference, the CPU fast path,
+``torch.compile`` and the Triton kernels; mHC paper Eq. 17-19 keep the maps in
+fp32):
+
+- the maps ``h_pre, h_post, h_res`` are computed and returned in fp32 (fp64
+  for fp64 inputs, for gradient checks), whatever the activation dtype or
+  autocast says;
+- ``stream_pre`` and ``stream_post_res`` accumulate in fp32 with autocast off
+  and return the *stream's* dtype: under ``bf16-mixed`` the fp32 residual
+  carry stays fp32 at every layer, exactly like the baseline's ``x + F(x)``
+  (only F itself runs in bf16); with a bf16 stream (``bf16-true``) the result
+  is rounded once per layer, after an fp32 accumulation.
 """
 
 from __future__ import annotations
@@ -13,6 +26,15 @@ import torch
 import torch.nn.functional as F
 
 MAP_NAMES = ("pre", "post", "res")
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the stream ops and maps compute in: fp32, or fp64 for fp64 inputs."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _no_autocast(device: torch.device) -> torch.autocast:
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def sinkhorn_knopp(logits: torch.Tensor, iters: int) -> torch.Tensor:
@@ -84,35 +106,41 @@ def mhc_maps_partial(
     function with some biases left out. RMSNorm runs over the whole flattened
     ``n*C`` vector with no scale of its own (``phi`` absorbs it).
     """
-    dtype = x_flat.dtype
+    dtype = compute_dtype(x_flat.dtype)
     lead = x_flat.shape[:-1]
-    xn = F.rms_norm(x_flat.float(), (x_flat.shape[-1],), eps=eps)
-    proj = xn @ phi.float()
-    offset = 0
+    with _no_autocast(x_flat.device):
+        xn = F.rms_norm(x_flat.to(dtype), (x_flat.shape[-1],), eps=eps)
+        proj = xn @ phi.to(dtype)
+        offset = 0
 
-    def take(width: int) -> torch.Tensor:
-        nonlocal offset
-        chunk = proj[..., offset : offset + width]
-        offset += width
-        return chunk
+        def take(width: int) -> torch.Tensor:
+            nonlocal offset
+            chunk = proj[..., offset : offset + width]
+            offset += width
+            return chunk
 
-    h_pre, h_post, h_res = static_maps(lead, n, proj.dtype, proj.device)
-    if b_pre is not None:
-        h_pre = torch.sigmoid(alpha["pre"] * take(n) + b_pre)
-    if b_post is not None:
-        h_post = 2.0 * torch.sigmoid(alpha["post"] * take(n) + b_post)
-    if b_res is not None:
-        h_res = sinkhorn_knopp(alpha["res"] * take(n * n).unflatten(-1, (n, n)) + b_res, iters)
-    return h_pre.to(dtype), h_post.to(dtype), h_res.to(dtype)
+        h_pre, h_post, h_res = static_maps(lead, n, dtype, proj.device)
+        if b_pre is not None:
+            h_pre = torch.sigmoid(alpha["pre"] * take(n) + b_pre)
+        if b_post is not None:
+            h_post = 2.0 * torch.sigmoid(alpha["post"] * take(n) + b_post)
+        if b_res is not None:
+            h_res = sinkhorn_knopp(alpha["res"] * take(n * n).unflatten(-1, (n, n)) + b_res, iters)
+    return h_pre, h_post, h_res
 
 
 def stream_pre(h_pre: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Read the layer input from the streams: ``[..., n] x [..., n, C] -> [..., C]``."""
-    return torch.einsum("...n,...nc->...c", h_pre, x)
+    """Read the layer input from the streams: ``[..., n] x [..., n, C] -> [..., C]`` (x's dtype)."""
+    dtype = compute_dtype(x.dtype)
+    with _no_autocast(x.device):
+        return torch.einsum("...n,...nc->...c", h_pre.to(dtype), x.to(dtype)).to(x.dtype)
 
 
 def stream_post_res(
     h_res: torch.Tensor, x: torch.Tensor, h_post: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
-    """Mix the streams and write the layer output back: ``h_res @ x + h_post^T y``."""
-    return torch.matmul(h_res, x) + h_post.unsqueeze(-1) * y.unsqueeze(-2)
+    """Mix the streams and write the layer output back: ``h_res @ x + h_post^T y`` (x's dtype)."""
+    dtype = compute_dtype(x.dtype)
+    with _no_autocast(x.device):
+        mixed = torch.matmul(h_res.to(dtype), x.to(dtype))
+        return (mixed + h_post.to(dtype).unsqueeze(-1) * y.to(dtype).unsqueeze(-2)).to(x.dtype)
