@@ -4,9 +4,12 @@ Drop-in replacements for ``mhc_bench.ops.mhc_maps``, ``stream_pre`` and
 ``stream_post_res`` (same signatures and semantics), each a
 ``torch.autograd.Function`` with Triton forward and backward kernels. Inputs
 may be fp32 or bf16 (fp32 accumulation, outputs in the input dtype), any
-leading dims, any token count, n in {1, 2, 4, 8} (any power of two), and
-non-contiguous. On CPU they run only under ``TRITON_INTERPRET=1`` (set before
-triton is imported); see ``maps.py`` and ``stream.py`` for what is fused.
+leading dims, any token count, any n >= 1 (padded to a power of two and
+masked inside the kernels), and non-contiguous. On CPU they run only under
+``TRITON_INTERPRET=1`` (set before triton is imported); see ``maps.py`` and
+``stream.py`` for what is fused, ``configs.py`` for the tiles per GPU target
+and ``catalog.py`` for every launch of a training step (the ahead-of-time
+compile table, ``mhc-bench kernels aot``, is built from it).
 """
 
 from ._launch import INTERPRET_HINT, interpreting
