@@ -10,10 +10,22 @@ masked inside the kernels), and non-contiguous. On CPU they run only under
 ``stream.py`` for what is fused, ``configs.py`` for the tiles per GPU target
 and ``catalog.py`` for every launch of a training step (the ahead-of-time
 compile table, ``mhc-bench kernels aot``, is built from it).
+
+The public names load lazily, so ``mhc_kernels.configs`` (pure Python: tile
+sizes and the targets' limits) is usable without importing torch or triton.
 """
 
-from ._launch import INTERPRET_HINT, interpreting
-from .maps import mhc_maps
-from .stream import stream_post_res, stream_pre
+from __future__ import annotations
 
-__all__ = ["INTERPRET_HINT", "interpreting", "mhc_maps", "stream_post_res", "stream_pre"]
+import importlib
+from typing import Any
+
+_EXPORTS = {"INTERPRET_HINT": "._launch", "interpreting": "._launch", "mhc_maps": ".maps",
+            "stream_post_res": ".stream", "stream_pre": ".stream"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mhc_bench.train.command", "train one cell from a YAML config"),
     "eval": ("mhc_bench.evaluation.command", "run lm-eval tasks on a trained cell"),
     "bench": ("mhc_bench.bench.command", "overhead and kernel benchmarks"),
+    "kernels": ("mhc_bench.gpu.command", "ahead-of-time GPU compile table, cost model, first-GPU check"),
     "cells": ("mhc_bench.workflow.command_cells", "list the cell ids of a profile"),
     "cell": ("mhc_bench.workflow.command_cell", "train and evaluate one cell of a profile via Snakemake"),
     "report": ("mhc_bench.report.command", "aggregate results into tables, plots and the claims scorecard"),
