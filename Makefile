@@ -10,7 +10,7 @@ export TRITON_CACHE_DIR := $(CURDIR)/.cache/triton
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export HF_HOME := $(CURDIR)/.cache/hf
 
-.PHONY: venv test lint reproduce report snakemake-report clean-venv
+.PHONY: venv test lint reproduce report snakemake-report gpu-check clean-venv
 
 # The venv is built once: torch's local CPU wheel first (any other torch
 # request pulls a multi-GB CUDA build), then the pinned stack, then the project.
@@ -43,6 +43,12 @@ report: venv
 # Snakemake's own HTML report (with captions) of the last run.
 snakemake-report: venv
 	$(SNAKE) --report report/$(PROFILE)/snakemake-report.html
+
+# The one command for the first CUDA machine (fails at once without CUDA): kernel parity compiled
+# for the GPU, the bench at two widths, the AOT table for this GPU, a gpu-small dry run and one short
+# real cell, all under results/gpu-check/<device>/ (see mhc_bench/gpu/check.py).
+gpu-check: venv
+	$(VENV)/bin/mhc-bench kernels gpu-check --out results/gpu-check
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,10 +2,14 @@
 
 Every test draws fresh random inputs, compares the forward outputs and every
 input gradient with autograd through ``mhc_bench.ops``, and covers odd token
-counts, extra leading dims, n in {1, 2, 4, 8}, fp32 and bf16.
+counts, extra leading dims, n in {1, 2, 4, 8}, fp32 and bf16. ``make gpu-check``
+runs the same tests compiled for a GPU: ``MHC_KERNELS_TEST_DEVICE=cuda`` with
+``TRITON_INTERPRET=0`` makes every tensor of these tests a CUDA tensor.
 """
 
 from __future__ import annotations
+
+import os
 
 import mhc_kernels
 import pytest
@@ -18,6 +22,14 @@ from mhc_bench.model import GPT, ModelConfig
 TOL = {torch.float32: (1e-4, 1e-5), torch.bfloat16: (2e-2, 1e-2)}
 NS = (1, 2, 4, 8)
 DTYPES = (torch.float32, torch.bfloat16)
+DEVICE = os.environ.get("MHC_KERNELS_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(autouse=True)
+def _on_test_device():
+    """Create every tensor of a test on ``DEVICE`` (CPU under the interpreter, CUDA in gpu-check)."""
+    with torch.device(DEVICE):
+        yield
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str) -> None:
@@ -147,7 +159,7 @@ def _train_losses(kernels: str, recompute: int, steps: int = 4) -> list[float]:
                       n_streams=4, kernels=kernels, recompute=recompute, alpha_init=0.5)
     model = GPT(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    idx = torch.randint(0, 64, (2, 17), generator=torch.Generator().manual_seed(1))
+    idx = torch.randint(0, 64, (2, 17), generator=torch.Generator(DEVICE).manual_seed(1))
     losses = []
     for _ in range(steps):  # one fixed batch: the loss must go down
         _, loss = model(idx[:, :-1], idx[:, 1:])

@@ -17,11 +17,12 @@ import triton
 import triton.language as tl
 from mhc_kernels import maps, stream
 from mhc_kernels._launch import Target, forced_target, tile_start
-from test_kernels import check_fn, maps_inputs
+from test_kernels import DEVICE, _on_test_device, check_fn, maps_inputs
 
 from mhc_bench import ops
 from mhc_bench.model import GPT, ModelConfig
 
+__all__ = ["_on_test_device"]  # autouse: every tensor on the test device (see test_kernels.py)
 SM90 = Target(90, 132)
 SM80_SMALL = Target(80, 2)  # few SMs: fewer splits, other grid shapes
 
@@ -85,7 +86,7 @@ def test_model_with_three_streams_trains_identically_with_triton() -> None:
                           n_streams=3, kernels=kernels, alpha_init=0.5)
         model = GPT(cfg)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        idx = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(1))
+        idx = torch.randint(0, 64, (2, 9), generator=torch.Generator(DEVICE).manual_seed(1))
         out = []
         for _ in range(3):
             _, loss = model(idx[:, :-1], idx[:, 1:])

@@ -27,6 +27,7 @@ class Arch:
 ARCHS = {
     80: Arch(80, "A100 SXM", 108),
     86: Arch(86, "RTX 3090 / A40 (99 KB shared memory per block)", 84),
+    89: Arch(89, "L40S / RTX 4090 (99 KB shared memory per block)", 142),
     90: Arch(90, "H100 SXM", 132),
     100: Arch(100, "B200", 148),
 }
