@@ -9,7 +9,7 @@ and per op, so it gets few, large programs; a GPU gets register-sized tiles:
 
 - stream kernels (pre, post+res, both directions): a 2D grid of
   ``[BT tokens, NP streams, BC channels]`` tiles of about 2048 elements
-  (8 fp32 values per thread at 4 warps), no loop; the backward kernels write
+  (16 values per thread at 4 warps), no loop; the backward kernels write
   one partial map gradient per channel block, summed afterwards (a few hundred
   bytes per token against tens of kB of stream traffic);
 - maps projection: ``BT`` tokens x ``BK`` columns of ``x`` per pipeline
@@ -83,7 +83,9 @@ def maps_proj_tiles(n: int, target: int) -> Tiles:
         return Tiles({"WP": WP, "BT": 64, "BK": 256})
     if WP <= 32:  # n <= 4
         stages = 4 if target in (80, 87, 90, 100) else 3  # 61-70 KB of pipeline buffers; 3 on 99 KB parts
-        return Tiles({"WP": WP, "BT": 128, "BK": 32}, num_warps=8, num_stages=stages)
+        # n <= 2 (WP = 16) at 128 tokens spills 8-12 B on sm_100 (ptxas-blackwell 13.4 stops at 80 regs).
+        BT = 64 if WP == 16 and target >= 100 else 128
+        return Tiles({"WP": WP, "BT": BT, "BK": 32}, num_warps=8, num_stages=stages)
     return Tiles({"WP": WP, "BT": 64, "BK": 32}, num_warps=8, num_stages=3)
 
 

@@ -23,6 +23,7 @@ from mhc_bench.gpu.shapes import Shape
 from mhc_bench.gpu.targets import ARCHS, occupancy_warps
 
 SPILL_FREE_UP_TO_N = 4
+VOLATILE = ("compile_s",)  # differs run to run; kept out of the committed table
 
 
 def jobs_for(shapes: dict[Shape, list[str]], archs: Iterable[int]) -> list[dict[str, Any]]:
@@ -128,6 +129,9 @@ def write_table(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any])
                                        r["kernel"]))
     payload = {"schema_version": 1, "meta": meta, "summary": summary(rows), "rows": rows}
     json_path, md_path = out_dir / "aot.json", out_dir / "aot.md"
-    json_path.write_text(json.dumps(payload, indent=1) + "\n")
+    # One compact row per line: readable diffs; per-run noise (compile times) stays out of the rows.
+    head = json.dumps({k: v for k, v in payload.items() if k != "rows"}, indent=1)[:-2]
+    body = ",\n".join(json.dumps({k: v for k, v in r.items() if k not in VOLATILE}) for r in rows)
+    json_path.write_text(f'{head},\n "rows": [\n{body}\n]}}\n')
     md_path.write_text(render(payload))
     return json_path, md_path
