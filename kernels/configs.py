@@ -119,5 +119,5 @@ def splits(blocks: int, length: int, chunk: int, target: int, sm_count: int, min
 
 def split_length(length: int, n_splits: int, chunk: int) -> tuple[int, int]:
     """``(per_split, n_splits)``: a multiple of ``chunk`` per split, and the splits actually used."""
-    per = cdiv(cdiv(length, n_splits), chunk) * chunk
+    per = max(chunk, cdiv(cdiv(length, n_splits), chunk) * chunk)
     return per, max(1, cdiv(length, per))

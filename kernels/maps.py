@@ -296,7 +296,8 @@ class MHCMapsFn(torch.autograd.Function):
         gl = torch.empty((T, W), **f32)
         corr = torch.empty((T,), **f32)
         dx = torch.empty_like(x2)
-        dphi = torch.empty((bwd_splits(T, K, n, target)[1], K, W), **f32)  # every entry is written
+        alloc = torch.empty if T > 0 else torch.zeros  # with tokens, the kernel writes every entry
+        dphi = alloc((bwd_splits(T, K, n, target)[1], K, W), **f32)
         if T > 0:
             for launch in bwd_launches(x2, phi32, alpha32, (bpre, bpost, bres), proj, rstd, grads, gl, corr,
                                        dx, dphi, T, K, n, iters, target):

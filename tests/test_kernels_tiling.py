@@ -8,6 +8,7 @@ and block path is taken while the grids stay small (the interpreter pays per pro
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import mhc_kernels
@@ -77,6 +78,20 @@ def test_non_power_of_two_n_is_padded(n: int) -> None:
     check_fn(mhc_kernels.stream_pre, ops.stream_pre, [torch.rand(2, 11, n), x], torch.float32)
     check_fn(mhc_kernels.stream_post_res, ops.stream_post_res,
              [torch.rand(2, 11, n, n), x, torch.rand(2, 11, n), torch.randn(2, 11, 24)], torch.float32)
+
+
+@pytest.mark.parametrize("target", [None, SM90], ids=["interpreter", "sm90"])
+def test_zero_tokens(target: Target | None) -> None:
+    """An empty batch launches nothing: empty outputs, zero parameter gradients (not garbage)."""
+    with forced_target(target) if target else contextlib.nullcontext():
+        inputs = [t.requires_grad_(True) for t in maps_inputs((0,), 4, 8, torch.float32)]
+        outs = mhc_kernels.mhc_maps(*inputs, 3)
+        assert [tuple(o.shape) for o in outs] == [(0, 4), (0, 4), (0, 4, 4)]
+        grads = torch.autograd.grad(sum(o.sum() for o in outs), inputs)
+        assert grads[0].shape == (0, 32) and all(torch.equal(g, torch.zeros_like(g)) for g in grads[1:])
+        h, x, y = torch.rand(0, 4), torch.randn(0, 4, 8), torch.randn(0, 8)
+        assert mhc_kernels.stream_pre(h, x).shape == (0, 8)
+        assert mhc_kernels.stream_post_res(torch.rand(0, 4, 4), x, h, y).shape == (0, 4, 8)
 
 
 def test_model_with_three_streams_trains_identically_with_triton() -> None:
