@@ -18,6 +18,7 @@ from mhc_bench.paths import configure_environment
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("mhc_bench.data.command", "download, split and tokenize the corpus (cached, idempotent)"),
     "train": ("mhc_bench.train.command", "train one cell from a YAML config"),
+    "probe": ("mhc_bench.train.reprobe", "recompute a trained cell's stability probes from its saved model"),
     "eval": ("mhc_bench.evaluation.command", "run lm-eval tasks on a trained cell"),
     "bench": ("mhc_bench.bench.command", "overhead and kernel benchmarks"),
     "cells": ("mhc_bench.workflow.command_cells", "list the cell ids of a profile"),

@@ -246,3 +246,31 @@ def test_ddp_with_two_cpu_processes_over_gloo(store: Path, tmp_path: Path) -> No
     assert metrics["status"] == "completed" and metrics["steps_done"] == 10
     assert metrics["tokens_seen"] == 10 * 4 * 32 * 2  # two ranks, each with its own batch
     assert len(runs_named(store, metrics["cell_id"])) == 1  # rank 1 attached to rank 0's run
+
+
+def test_probe_command_recomputes_stale_gains_from_the_saved_model(
+    trained_mhc: tuple[Any, Path, dict], tmp_path: Path
+) -> None:
+    """A cell probed under an older definition is re-probed from model.pt, no retraining."""
+    import shutil
+
+    from mhc_bench.probes import PROBE_VERSION
+
+    _, out, metrics = trained_mhc
+    cell = tmp_path / "stale"
+    shutil.copytree(out, cell)
+    stale = {**metrics, "probe_version": 1, "max_composite_fwd": 123.0, "max_prefix_fwd": None}
+    (cell / "metrics.json").write_text(json.dumps(stale))
+    (cell / "gains.json").unlink()
+    assert cli.main(["probe", "--cell", str(cell)]) == 0
+    fresh = json.loads((cell / "metrics.json").read_text())
+    assert fresh["probe_version"] == PROBE_VERSION
+    for key in ("max_composite_fwd", "max_composite_bwd", "max_prefix_fwd", "max_stream_spread"):
+        assert fresh[key] == pytest.approx(metrics[key], rel=1e-9), key
+    gains = json.loads((cell / "gains.json").read_text())
+    assert gains["max_composite_fwd"] == fresh["max_composite_fwd"]
+
+
+def test_probe_command_refuses_a_cell_without_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["probe", "--cell", str(tmp_path)]) == 2
+    assert "no finished metrics.json" in capsys.readouterr().err

@@ -26,11 +26,18 @@ GAINS = "gains.json"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 FINAL_STATUSES = ("completed", "diverged")
 
+# The final model's probe values copied into metrics.json (definitions: mhc_bench.probes).
+GAIN_METRICS_KEYS = (
+    "max_single_fwd", "max_single_bwd", "max_composite_fwd", "max_composite_bwd", "layer0_fwd",
+    "layer0_bwd", "min_composite_min_col", "max_prefix_fwd", "max_stream_spread", "final_stream_spread",
+    "probe_version",
+)
+# Gains whose maximum over the training probes is kept as ``peak_<key>`` in metrics.json.
+PEAK_KEYS = ("max_composite_fwd", "max_composite_bwd", "max_prefix_fwd")
 METRICS_KEYS = (
     "cell_id", "status", "diverged_step", "diverged_reason", "steps_done", "final_train_loss",
     "final_val_loss", "final_val_ppl", "tokens_seen", "wall_time_s", "tokens_per_s", "step_time_ms",
-    "peak_mem_mb", "max_single_fwd", "max_single_bwd", "max_composite_fwd", "max_composite_bwd",
-    "layer0_fwd", "layer0_bwd", "min_composite_min_col", "max_grad_norm", "max_grad_norm_maps",
+    "peak_mem_mb", *GAIN_METRICS_KEYS, "max_grad_norm", "max_grad_norm_maps",
     "spike_count", "n_params", "mlflow_run_id", "mlflow_tracking_uri", "mlflow_experiment",
     "config_hash", "variant", "n_streams", "seed",
 )
@@ -53,6 +60,14 @@ def write_json(path: Path, data: Any) -> Path:
     tmp.write_text(json.dumps(finite_or_none(data), indent=2, allow_nan=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def write_config(path: Path, cfg: CellConfig) -> Path:

@@ -56,8 +56,7 @@ def final_metrics(cfg: CellConfig, ref: RunRef, steps_done: int, module: GPTModu
         "tokens_per_s": tokens_per_step * monitor.timed_steps / max(monitor.timed_s, 1e-9),
         "step_time_ms": 1000 * monitor.timed_s / max(monitor.timed_steps, 1),
         "peak_mem_mb": peak_memory_mb(module.device),
-        **{k: gains[k] for k in ("max_single_fwd", "max_single_bwd", "max_composite_fwd",
-                                 "max_composite_bwd", "layer0_fwd", "layer0_bwd", "min_composite_min_col")},
+        **{k: gains[k] for k in art.GAIN_METRICS_KEYS},
         "max_grad_norm": monitor.max_grad_norm,
         "max_grad_norm_maps": monitor.max_grad_norm_maps,
         "spike_count": monitor.spikes.count,
@@ -71,7 +70,7 @@ def final_metrics(cfg: CellConfig, ref: RunRef, steps_done: int, module: GPTModu
         "seed": cfg.train.seed,
     }
     # Gains peak during training for HC; the contract keys above are the final model's.
-    for key in ("max_composite_fwd", "max_composite_bwd"):
+    for key in art.PEAK_KEYS:
         values = [h[key] for h in probes if h.get(key) is not None]
         metrics[f"peak_{key}"] = max(values) if values else None
     metrics["spike_steps"] = list(monitor.spikes.steps)

@@ -161,6 +161,17 @@ def make_logger(ref: RunRef) -> Any:
                         log_model=False)
 
 
+def log_reprobe(ref: RunRef, gains: dict[str, float], step: int, probe_version: int) -> None:
+    """Overwrite-by-newer-timestamp the final gain metrics of a re-probed cell and tag the probe version."""
+    from mlflow.entities import Metric, RunTag
+
+    client = _client(ref.tracking_uri)
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"final/{k}", float(v), now, step) for k, v in gains.items() if v is not None]
+    retry_locked(lambda: client.log_batch(ref.run_id, metrics=metrics,
+                                          tags=[RunTag("probe_version", str(probe_version))]))
+
+
 def log_final(ref: RunRef, metrics: dict[str, Any], step: int, artifacts: list[Path], status: str) -> None:
     """Final scalar metrics, the cell's files as artifacts, and the outcome as a tag."""
     from mlflow.entities import Metric, RunTag
