@@ -39,11 +39,10 @@ from typing import Any
 
 import torch
 
+from mhc_bench.definitions import PROBE_VERSION
 from mhc_bench.model import GPT
 
-# 2: composite forward gain from the suffix product Q_l (was the prefix P_l), prefix_fwd and
-# stream spread added.
-PROBE_VERSION = 2
+__all__ = ["PROBE_VERSION", "amax_gain", "probe_model", "residual_maps", "stream_spread"]
 
 
 @dataclass

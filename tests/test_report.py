@@ -21,6 +21,7 @@ import yaml
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+from mhc_bench.definitions import PROBE_VERSION
 from mhc_bench.report import tables
 from mhc_bench.report.build import build_report
 from mhc_bench.report.rules import RULES, Evidence
@@ -28,7 +29,7 @@ from mhc_bench.report.stats import difference, estimate, t975
 
 PROFILE = "quick"
 PNG = b"\x89PNG\r\n\x1a\n"
-TASKS = {"mmlu_style": ("acc", 0.25), "gsm8k_style": ("exact_match", 0.0)}
+TASKS = {"mmlu_style": ("acc", 0.25), "gsm8k_style": ("exact_match", None)}  # generation: no chance
 
 # cell id -> (variant, n, seed, maps, metrics overrides, eval scores or None / "skip")
 CELLS: dict[str, tuple[str, int, int, list[str], dict[str, Any], Any]] = {
@@ -136,6 +137,10 @@ def _metrics(cid: str, variant: str, n: int, seed: int, over: dict[str, Any]) ->
         "layer0_fwd": 1.0,
         "layer0_bwd": 1.0,
         "min_composite_min_col": 0.8,
+        "max_prefix_fwd": 1.0,
+        "max_stream_spread": 0.2,
+        "final_stream_spread": 0.1,
+        "probe_version": PROBE_VERSION,
         "max_grad_norm": 1.5,
         "max_grad_norm_maps": 0.2,
         "spike_count": 0,
@@ -181,6 +186,7 @@ def _history(metrics: dict[str, Any]) -> list[dict[str, Any]]:
                 "layer0_fwd": metrics["layer0_fwd"],
                 "grad_norm": grad,
                 "grad_norm_maps": 0.1,
+                "probe_version": metrics["probe_version"],
             }
         )
     return out
@@ -239,6 +245,9 @@ def make_results(root: Path, with_mlflow: bool = True) -> Path:
                     "composite_bwd": [m["max_composite_bwd"]] * 4,
                     "single_min_col": [1.0] * 4,
                     "composite_min_col": [m["min_composite_min_col"]] * 4,
+                    "prefix_fwd": [1.0, top * 0.6, top * 0.8, top],
+                    "stream_spread": [0.0, 0.1, 0.2, 0.1],
+                    "probe_version": m["probe_version"],
                 }
             )
         )
@@ -401,7 +410,7 @@ def test_claim_verdicts_follow_the_numbers(built: dict[str, Any]) -> None:
     }
     assert {k: v["verdict"] for k, v in card.items()} == expected
     assert "CI overlaps 0" in card["C5"]["reason"]
-    assert "at-chance accuracy" in card["C8"]["reason"]
+    assert "no signal" in card["C8"]["reason"]
     assert "no fused kernels" in card["C9"]["reason"]
     assert "diverged at step 40" in card["C4"]["reason"]
     assert "d_model 64" in card["C1"]["scale_tested"] and "seeds 2" in card["C1"]["scale_tested"]
@@ -415,6 +424,7 @@ def test_plots_are_png_and_embedded(built: dict[str, Any]) -> None:
     names = {p.name for p in built["plots"]}
     assert names == {
         "composite_gain_per_layer.png",
+        "stream_spread_per_layer.png",
         "gain_over_steps.png",
         "loss_curves.png",
         "grad_norm.png",
@@ -423,7 +433,7 @@ def test_plots_are_png_and_embedded(built: dict[str, Any]) -> None:
     for p in built["plots"]:
         assert p.parent.name == "plots" and p.read_bytes()[:8] == PNG and p.stat().st_size > 5000
     page = built["report_html"].read_text()
-    assert page.count("data:image/png;base64,") == 5 and "<table>" in page
+    assert page.count("data:image/png;base64,") == 6 and "<table>" in page
 
 
 def test_rerun_is_deterministic(built: dict[str, Any]) -> None:
@@ -616,3 +626,42 @@ def test_bench_environment_reads_the_benchmark_record() -> None:
     assert bench_environment({"hardware": {"device": "cuda"}, "versions": {"x": "1"}}) == (
         {"device": "cuda"}, {"x": "1"})
     assert bench_environment(None) == ({}, {})
+
+
+def test_ordered_rule_is_not_reproduced_when_the_ends_reverse_beyond_noise() -> None:
+    """Each step within noise, but the last setting worse than the first beyond it: the CI
+    excludes the paper's direction, so "not reproduced" (not "inconclusive")."""
+    rows = [{"variant": "baseline", "n": 1, "seed": s, "final_val_loss": 3.0} for s in range(3)]
+    for n, v in ((2, 2.99), (4, 3.0), (8, 3.01)):
+        rows += [{"variant": "mhc", "n": n, "seed": s, "final_val_loss": v + 0.003 * s} for s in range(3)]
+    out = RULES["gap_improves_with_n"](Evidence(_frame(rows)), variant="mhc", maps="res+pre+post")
+    assert out.verdict == "not reproduced", out.reason
+    assert "n=8 is worse than n=2 beyond seed noise" in out.reason
+
+
+def test_exact_match_at_zero_is_no_signal_never_above_chance() -> None:
+    rows = []
+    for variant, n in (("baseline", 1), ("hc", 4), ("mhc", 4)):
+        rows += [{"variant": variant, "n": n, "seed": s, "eval.gen": 0.0, "eval.gen.chance": math.nan,
+                  "eval.gen.stderr": 0.0, "eval.gen.metric": "exact_match"} for s in range(2)]
+    frame = _frame(rows)
+    table = tables.downstream_table(frame).frame
+    assert set(table["chance"]) == {"n/a"} and set(table["signal"]) == {"no signal (0)"}
+    out = RULES["downstream_beats"](Evidence(frame), variant="mhc", baseline="baseline", rival="hc",
+                                    maps="res+pre+post", chance_tol=0.0)
+    assert out.verdict == "inconclusive" and "no signal" in out.reason
+
+
+def test_stale_probe_results_are_listed_and_left_out(tmp_path: Path) -> None:
+    """A cell probed under an older definition must not mix with current gains."""
+    res = make_results(tmp_path)
+    cell = res / "cells" / "mhc-n4-d64-L2-s0-cccccc"
+    metrics = json.loads((cell / "metrics.json").read_text())
+    metrics["probe_version"] = 1
+    (cell / "metrics.json").write_text(json.dumps(metrics))
+    out = build_report(res, tmp_path / "out")
+    stale = [p for p in out["problems"] if p.kind == "stale probes"]
+    assert [p.cell_id for p in stale] == ["mhc-n4-d64-L2-s0-cccccc"] and "mhc-bench probe" in stale[0].detail
+    summary = pd.read_csv(out["summary_csv"]).set_index("cell_id")
+    assert math.isnan(summary.loc["mhc-n4-d64-L2-s0-cccccc", "max_composite_fwd"])
+    assert summary.loc["mhc-n4-d64-L2-s1-cccccd", "max_composite_fwd"] == 1.35

@@ -170,3 +170,22 @@ def test_cell_command_rejects_an_unknown_id() -> None:
         cwd=PROJECT_ROOT,
     )
     assert result.returncode == 2 and "none of the profiles" in result.stdout
+
+
+def test_ablation_profiles_carry_the_hc_rows_of_table_1() -> None:
+    """The paper's Table 1 ablates HC: every profile that ablates maps has HC rows for each map set
+    it uses (mHC rows are an extension); the cells' configs list exactly those maps."""
+    for name in PROFILES:
+        cells = profile_cells(name)
+        grids = [c["grid"] for c in cells.values()]
+        ablated = {(g["variant"], g["maps"]) for g in grids if g["maps"] != "all"}
+        if not ablated:
+            continue
+        mhc_sets = {m for v, m in ablated if v == "mhc"}
+        hc_sets = {m for v, m in ablated if v == "hc"}
+        assert hc_sets and mhc_sets <= hc_sets, (name, ablated)
+        config = load_profile(name)
+        for cell in cells.values():
+            g = cell["grid"]
+            if g["variant"] == "hc":
+                assert cell["model"]["maps"] == list(config["map_sets"][g["maps"]])

@@ -10,6 +10,7 @@ templates, item cap, BIG-bench sdist), so every cell shares one copy.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -45,6 +46,12 @@ class PreparedTasks:
 
 def _template_text(name: str) -> str:
     return resources.files("mhc_bench.evaluation.templates").joinpath(f"{name}.yaml").read_text()
+
+
+@functools.cache
+def is_multiple_choice(form: str) -> bool:
+    """Whether a template scores options by log-likelihood: only there does a chance level exist."""
+    return yaml.safe_load(_template_text(form)).get("output_type") == "multiple_choice"
 
 
 def _params_hash(max_items: int) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from mhc_bench.definitions import PROBE_VERSION
 from mhc_bench.report.cells import Cell, Problem
 
 GRID_COLUMNS = [
@@ -55,6 +56,10 @@ METRIC_KEYS = [
     "layer0_fwd",
     "layer0_bwd",
     "min_composite_min_col",
+    "max_prefix_fwd",
+    "max_stream_spread",
+    "final_stream_spread",
+    "probe_version",
     "max_grad_norm",
     "max_grad_norm_maps",
     "spike_count",
@@ -65,6 +70,10 @@ METRIC_KEYS = [
     "config_hash",
 ]
 # Metrics keys that duplicate grid columns (checked against cell.yaml, not repeated).
+# Probe results: blanked (and the cell listed) when measured under another probe definition.
+PROBE_COLUMNS = ("max_single_fwd", "max_single_bwd", "max_composite_fwd", "max_composite_bwd", "layer0_fwd",
+                 "layer0_bwd", "min_composite_min_col", "max_prefix_fwd", "max_stream_spread",
+                 "final_stream_spread")
 _GRID_IN_METRICS = {"cell_id": "cell_id", "variant": "variant", "n_streams": "n", "seed": "seed"}
 MAP_ORDER = ("res", "pre", "post")
 BASELINE_MAPS = "-"
@@ -174,6 +183,15 @@ def cell_row(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
     for key in sorted(metrics):
         if key not in row and key not in _GRID_IN_METRICS and not isinstance(metrics[key], (dict, list)):
             row[key] = _num(metrics[key])
+    version = metrics.get("probe_version")
+    if cell.metrics is not None and version != PROBE_VERSION:
+        for key in PROBE_COLUMNS:
+            row[key] = math.nan
+        where = f"<results>/cells/{cell.folder.name}"
+        problems.append(Problem(cell.cell_id, "stale probes",
+                                f"gains measured under probe definition {version or 1}, current is "
+                                f"{PROBE_VERSION}: left out of every table; re-probe with "
+                                f"`mhc-bench probe --cell {where}` (needs model.pt) or retrain"))
     row["has_metrics"] = cell.metrics is not None
     row["has_eval"] = cell.eval is not None
     row.update(_eval_columns(cell))

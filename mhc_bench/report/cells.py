@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from mhc_bench.definitions import PROBE_LISTS, PROBE_SCALARS, PROBE_VERSION
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -70,6 +72,7 @@ def read_cell(folder: Path) -> Cell:
         history = history.get("history", history.get("records"))
     cell.history = [r for r in history if isinstance(r, dict)] if isinstance(history, list) else []
 
+    _drop_stale_probes(cell)
     cid = cell.cell_id
     if cell.config is None and not any(p.kind == "unreadable cell.yaml" for p in cell.problems):
         cell.problems.append(
@@ -92,6 +95,19 @@ def read_cell(folder: Path) -> Cell:
             Problem(cid, "cell id mismatch", f"metrics.json says {cell.metrics.get('cell_id')!r}")
         )
     return cell
+
+
+def _drop_stale_probes(cell: Cell) -> None:
+    """Probe values measured under another definition are dropped, never mixed with current ones.
+
+    (The summary row's gain columns are blanked and the cell listed by ``aggregate``.)
+    """
+    if cell.gains is not None and cell.gains.get("probe_version") != PROBE_VERSION:
+        cell.gains = None
+    for entry in cell.history:
+        if entry.get("probe_version") != PROBE_VERSION:
+            for key in (*PROBE_SCALARS, *PROBE_LISTS):
+                entry.pop(key, None)
 
 
 def read_cells(results_dir: Path) -> list[Cell]:

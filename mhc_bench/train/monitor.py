@@ -18,15 +18,12 @@ from typing import Any
 import lightning as L
 import torch
 
+from mhc_bench.definitions import PROBE_LISTS, PROBE_SCALARS
 from mhc_bench.probes import grad_norms, probe_model
 from mhc_bench.train.config import TrainSection
 from mhc_bench.train.stability import SpikeDetector, divergence_reason
 
-GAIN_SCALARS = ("max_single_fwd", "max_single_bwd", "max_composite_fwd", "max_composite_bwd",
-                "min_single_min_col", "min_composite_min_col", "max_composite_max_abs_log_col",
-                "layer0_fwd", "layer0_bwd", "max_prefix_fwd", "max_stream_spread", "final_stream_spread")
-GAIN_LISTS = ("single_fwd", "single_bwd", "composite_fwd", "composite_bwd", "composite_min_col",
-              "prefix_fwd", "stream_spread")
+GAIN_SCALARS, GAIN_LISTS = PROBE_SCALARS, PROBE_LISTS
 
 
 def peak_memory_mb(device: torch.device) -> float:
