@@ -18,10 +18,10 @@ PATHS = ("torch", "compile", "triton")  # triton runs under the CPU interpreter 
 AUTOCAST = {"device_type": "cpu", "dtype": torch.bfloat16}
 
 
-def _maps_inputs(n: int, C: int, tokens: int) -> list[torch.Tensor]:
+def _maps_inputs(n: int, width: int, tokens: int) -> list[torch.Tensor]:
     torch.manual_seed(0)
-    x = torch.randn(tokens, n * C)
-    phi = torch.randn(n * C, 2 * n + n * n) / (n * C) ** 0.5
+    x = torch.randn(tokens, n * width)
+    phi = torch.randn(n * width, 2 * n + n * n) / (n * width) ** 0.5
     return [x, phi, torch.tensor([0.5, 0.4, 0.7]), torch.randn(n), torch.randn(n), torch.randn(n, n)]
 
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 
+from mhc_bench import cellfolder as cf
 from mhc_bench import cli
-from mhc_bench.train.artifacts import METRICS_KEYS, load_trained_cell
 from mhc_bench.train.config import ConfigError, cell_id, config_hash, parse_cell_config
 from mhc_bench.train.data import eval_batches
 from mhc_bench.train.module import uses_weight_decay
@@ -78,12 +78,13 @@ def test_cell_trains_writes_outputs_and_tracks_in_mlflow(
 
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == metrics
-    assert set(METRICS_KEYS) <= set(metrics)
+    assert set(metrics) == set(cf.Metrics.model_fields)
     assert metrics["status"] == "completed" and metrics["diverged_step"] is None
     assert (metrics["cell_id"], metrics["variant"], metrics["n_streams"]) == (cid, residual, n)
     assert metrics["steps_done"] == 30 and metrics["tokens_seen"] == 30 * 4 * 32
-    for key in METRICS_KEYS:
-        if key not in ("diverged_step", "diverged_reason") and not isinstance(metrics[key], str):
+    for key in cf.Metrics.model_fields:
+        if key not in ("diverged_step", "diverged_reason", "spike_steps") and not isinstance(
+                metrics[key], str):
             assert isinstance(metrics[key], int | float) and math.isfinite(metrics[key]), key
     assert metrics["final_val_loss"] < math.log(257)  # learned something beyond uniform guessing
     assert metrics["final_val_ppl"] == pytest.approx(math.exp(metrics["final_val_loss"]))
@@ -105,9 +106,11 @@ def test_cell_trains_writes_outputs_and_tracks_in_mlflow(
     # config.yaml is the resolved config: vocab from the data, same cell id and hash
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["model"]["vocab_size"] == 257 and resolved["resolved"]["cell_id"] == cid
-    model, loaded_cfg = load_trained_cell(out)
+    model, loaded_cfg = cf.load_trained_model(out)
     assert cell_id(loaded_cfg) == cid and config_hash(loaded_cfg) == metrics["config_hash"]
-    batches = eval_batches(Path(resolved["resolved"]["data_dir"]) / "val.bin", 32, 4, 2)
+    from mhc_bench.data import prepare_data
+
+    batches = eval_batches(prepare_data(loaded_cfg.data).val_bin, 32, 4, 2)
     with torch.no_grad():
         val = sum(float(model(x, y)[1]) for x, y in batches) / len(batches)
     assert val == pytest.approx(metrics["final_val_loss"], abs=1e-6)
@@ -273,4 +276,5 @@ def test_probe_command_recomputes_stale_gains_from_the_saved_model(
 
 def test_probe_command_refuses_a_cell_without_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["probe", "--cell", str(tmp_path)]) == 2
-    assert "no finished metrics.json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has no metrics.json: the cell was never trained" in err and err.count("\n") == 1

@@ -12,9 +12,11 @@ current ones, so old and new definitions are never mixed.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from mhc_bench import cellfolder as cf
+from mhc_bench import tracking
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,52 +24,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="finished cell folder(s) (results/<profile>/cells/<cell id>)")
 
 
-def reprobe_cell(cell_dir: Path) -> dict[str, Any]:
+def reprobe_cell(cell_dir: Path) -> cf.Metrics:
     """Re-probe one finished cell in place; returns its updated metrics."""
     from mhc_bench.data import prepare_data
     from mhc_bench.probes import PROBE_VERSION, probe_model
-    from mhc_bench.train import artifacts as art
     from mhc_bench.train.data import probe_batch
     from mhc_bench.train.plots import plot_gains_per_layer
-    from mhc_bench.train.tracking import RunRef, log_reprobe
 
-    metrics = art.finished_metrics(cell_dir)
-    if metrics is None:
-        raise FileNotFoundError(f"{cell_dir}: no finished {art.METRICS} (train the cell first)")
-    if not (cell_dir / art.MODEL).exists():
-        raise FileNotFoundError(f"{cell_dir / art.MODEL} is missing: re-probing needs the trained weights "
-                                "(committed results do not carry them); retrain the cell instead")
-    model, cfg = art.load_trained_cell(cell_dir)
+    model, cfg = cf.load_trained_model(cell_dir)
+    metrics = cf.require_finished(cell_dir)
     prepared = prepare_data(cfg.data)
     idx = probe_batch(prepared.val_bin, cfg.model.seq_len, cfg.train.batch_size, cfg.train.val_batches)
     gains = probe_model(model, idx)
-    art.write_json(cell_dir / art.GAINS, gains)
-    metrics.update({k: gains[k] for k in art.GAIN_METRICS_KEYS})
-    history = art.read_json(cell_dir / art.HISTORY) or []
-    for key in art.PEAK_KEYS:
-        current = [h[key] for h in history
-                   if h.get("probe_version") == PROBE_VERSION and h.get(key) is not None]
-        metrics[f"peak_{key}"] = max(current) if current else None
-    art.write_json(cell_dir / art.METRICS, metrics)
-    plot_gains_per_layer(gains, f"{metrics['cell_id']} (step {metrics['steps_done']}, re-probed)",
+    cf.write_gains(cell_dir, gains)
+    updates: dict[str, Any] = {k: gains[k] for k in cf.GAIN_METRICS}
+    history = cf.read_history(cell_dir)
+    for key in cf.PEAK_GAINS:
+        current = [getattr(h, key) for h in history
+                   if h.probe_version == PROBE_VERSION and getattr(h, key) is not None]
+        updates[f"peak_{key}"] = max(current) if current else None
+    metrics = metrics.model_copy(update=cf.finite_or_none(updates))
+    cf.write_metrics(cell_dir, metrics)
+    plot_gains_per_layer(gains, f"{metrics.cell_id} (step {metrics.steps_done}, re-probed)",
                          cell_dir / "gains_per_layer.png")
-    if metrics.get("mlflow_run_id") and metrics.get("mlflow_tracking_uri"):
-        ref = RunRef(metrics["mlflow_run_id"], metrics["mlflow_tracking_uri"],
-                     metrics.get("mlflow_experiment") or "", "")
-        scalars = {k: gains[k] for k in art.GAIN_METRICS_KEYS if k != "probe_version"}
-        log_reprobe(ref, scalars, int(metrics["steps_done"]), PROBE_VERSION)
+    ref = tracking.cell_run(metrics)
+    if ref is not None:
+        scalars = {f"final/{k}": gains[k] for k in cf.GAIN_METRICS if k != "probe_version"}
+        tracking.log_metrics(ref, scalars, metrics.steps_done, tags={"probe_version": str(PROBE_VERSION)})
     return metrics
 
 
 def run(args: argparse.Namespace) -> int:
-    status = 0
     for cell_dir in args.cell:
-        try:
-            metrics = reprobe_cell(cell_dir)
-        except (FileNotFoundError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            status = 2
-            continue
-        print(f"{metrics['cell_id']}: max composite fwd {metrics['max_composite_fwd']:.4g} (suffix Q_l), "
-              f"bwd {metrics['max_composite_bwd']:.4g}; probe version {metrics['probe_version']}")
-    return status
+        metrics = reprobe_cell(cell_dir)
+        print(f"{metrics.cell_id}: max composite fwd {metrics.max_composite_fwd:.4g} (suffix Q_l), "
+              f"bwd {metrics.max_composite_bwd:.4g}; probe version {metrics.probe_version}")
+    return 0
