@@ -209,7 +209,7 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
             if _is_rank_zero():
                 tracking.end_run(ref, "FAILED")
             if resuming and _is_checkpoint_error(err):
-                raise UserError(f"{last} cannot be loaded ({type(err).__name__}: {err}); it is probably "
+                raise UserError(f"{last} cannot be loaded ({type(err).__name__}); it is probably "
                                 "truncated by an interrupted write: delete it to restart the cell from "
                                 "scratch") from None
             raise

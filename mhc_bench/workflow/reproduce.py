@@ -10,6 +10,7 @@ report``); it trains nothing.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the report from existing results; train and evaluate nothing")
     parser.add_argument("-n", "--dry-run", action="store_true", help="show what would run")
+    parser.add_argument("--directory", type=Path, default=None,
+                        help="working directory for results and reports (default: the project root)")
     parser.add_argument("snakemake_args", nargs="*", metavar="-- SNAKEMAKE_ARG",
                         help="extra arguments for snakemake, after a literal --")
 
@@ -32,5 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report_only:
         targets = ["report"]
         extra += ["--config", "report_only=True", "--forcerun", "report"]
+    from mhc_bench.paths import PROJECT_ROOT
+
     return run_snakemake(f"mhc-bench reproduce --profile {config['profile']}", profile_path(args.profile),
-                         results_root(config), targets, args.cores, extra)
+                         results_root(config), targets, args.cores, extra, args.directory or PROJECT_ROOT)

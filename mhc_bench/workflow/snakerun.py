@@ -1,9 +1,10 @@
 """Run the Snakemake DAG the way every command should: locked, repaired, resumable.
 
-- **One run at a time.** A project-level file lock (``.snakemake/mhc-bench.lock``,
-  ``flock``) is held for the whole run; a second ``make reproduce`` (or ``mhc-bench
-  cell``) is refused with one line naming the holder. The kernel releases the lock
-  when its holder dies, however it dies.
+- **One run at a time.** A file lock on the working directory
+  (``<workdir>/.snakemake/mhc-bench.lock``, ``flock``; the workdir is the project root
+  unless ``--directory`` moves the results elsewhere) is held for the whole run; a
+  second ``make reproduce`` (or ``mhc-bench cell``) is refused with one line naming
+  the holder. The kernel releases the lock when its holder dies, however it dies.
 - **A killed run resumes by itself.** Snakemake's own lock (``.snakemake/locks``)
   survives a kill and makes the next run fail with ``LockException``. Whoever holds
   the project lock is the only mhc-bench run, so a Snakemake lock found then is
@@ -33,14 +34,15 @@ from mhc_bench import cellfolder as cf
 from mhc_bench.errors import UserError
 from mhc_bench.paths import PROJECT_ROOT
 
-STATE_DIR = PROJECT_ROOT / ".snakemake"
-RUN_LOCK = STATE_DIR / "mhc-bench.lock"
+STATE_DIR = ".snakemake"  # Snakemake's own state folder, in its working directory
+RUN_LOCK = "mhc-bench.lock"
 RERUN_POLICY = ["--rerun-triggers", "mtime", "params", "input"]
 
 
 @contextlib.contextmanager
-def project_lock(what: str, lock_path: Path = RUN_LOCK) -> Iterator[None]:
-    """Hold the project's run lock, or raise a :class:`UserError` naming who holds it."""
+def project_lock(what: str, workdir: Path = PROJECT_ROOT) -> Iterator[None]:
+    """Hold the working directory's run lock, or raise a :class:`UserError` naming who holds it."""
+    lock_path = Path(workdir) / STATE_DIR / RUN_LOCK
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as handle:
         try:
@@ -62,9 +64,9 @@ def project_lock(what: str, lock_path: Path = RUN_LOCK) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def clear_stale_snakemake_locks(state_dir: Path = STATE_DIR) -> bool:
-    """Remove Snakemake's locks (call only while holding the project lock); True if any were found."""
-    locks = state_dir / "locks"
+def clear_stale_snakemake_locks(workdir: Path = PROJECT_ROOT) -> bool:
+    """Remove Snakemake's locks (call only while holding the run lock); True if any were found."""
+    locks = Path(workdir) / STATE_DIR / "locks"
     if not locks.is_dir() or not any(locks.iterdir()):
         return False
     shutil.rmtree(locks)
@@ -87,21 +89,28 @@ def quarantine_broken_outputs(cells_root: Path) -> list[Path]:
     return moved
 
 
-def snakemake_command(profile_file: Path, targets: list[str], cores: str, extra: list[str]) -> list[str]:
+def snakemake_command(profile_file: Path, targets: list[str], cores: str, extra: list[str],
+                      workdir: Path) -> list[str]:
     """Targets first: ``--configfile`` and ``--rerun-triggers`` take several values."""
+    where = [] if Path(workdir).resolve() == PROJECT_ROOT.resolve() else [
+        "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir)]
     return [sys.executable, "-m", "snakemake", *targets, "--cores", cores, "--rerun-incomplete",
-            "--configfile", str(profile_file), *RERUN_POLICY, *extra]
+            "--configfile", str(Path(profile_file).resolve()), *RERUN_POLICY, *where, *extra]
 
 
 def run_snakemake(what: str, profile_file: Path, results_root: Path, targets: list[str], cores: str,
-                  extra: list[str]) -> int:
-    """Run Snakemake under the project lock, after clearing stale locks and broken outputs."""
-    with project_lock(what):
-        if clear_stale_snakemake_locks():
+                  extra: list[str], workdir: Path = PROJECT_ROOT) -> int:
+    """Run Snakemake under the run lock, after clearing stale locks and broken outputs.
+
+    ``results_root`` is relative to ``workdir`` (Snakemake's working directory).
+    """
+    workdir = Path(workdir)
+    with project_lock(what, workdir):
+        if clear_stale_snakemake_locks(workdir):
             print("removed a stale Snakemake lock left by an interrupted run", file=sys.stderr)
-        for path in quarantine_broken_outputs(results_root / "cells"):
+        for path in quarantine_broken_outputs(workdir / results_root / "cells"):
             print(f"moved aside unreadable {path.with_suffix('').name}: {path} (will be regenerated)",
                   file=sys.stderr)
-        cmd = snakemake_command(profile_file, targets, cores, extra)
+        cmd = snakemake_command(profile_file, targets, cores, extra, workdir)
         print(" ".join(cmd[2:]), flush=True)
         return subprocess.call(cmd, cwd=PROJECT_ROOT)
