@@ -9,9 +9,10 @@
   processes opening a new store at once race on the schema migration
   (alembic's ``_alembic_tmp_experiments already exists``).
 - **Relocatable stores:** MLflow writes absolute artifact paths; a store under
-  the project gets them rewritten relative to the project root (where the DAG,
-  ``make`` and ``mlflow ui`` run), so a committed ``mlflow.db`` names no
-  machine's folders and its artifacts stay reachable in any clone.
+  the working directory gets them rewritten relative to it (the DAG, ``make``
+  and ``mlflow ui`` run from the project root, or from ``--directory``), so a
+  committed ``mlflow.db`` names no machine's folders and its artifacts stay
+  reachable in any clone. URIs recorded in results are relative the same way.
 - **One run per cell:** created before training, its id kept in the cell's
   ``run.json``; a resumed cell logs into the same run, and the steps it
   replays (between the last checkpoint and the kill) are not logged twice.
@@ -32,8 +33,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mhc_bench.paths import PROJECT_ROOT
-
 ENV_URI = "MLFLOW_TRACKING_URI"
 STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
@@ -41,17 +40,17 @@ T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- where
-def relative_to_project(path: Path) -> str:
-    """``path`` relative to the project root when it lies inside it, else absolute."""
+def relative_to_workdir(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it, else absolute."""
     resolved = Path(path).resolve()
     try:
-        return str(resolved.relative_to(PROJECT_ROOT.resolve()))
+        return str(resolved.relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(resolved)
 
 
 def sqlite_uri(db: Path) -> str:
-    return f"sqlite:///{relative_to_project(db)}"
+    return f"sqlite:///{relative_to_workdir(db)}"
 
 
 def resolve_uri(configured: str | None, store_dir: Path) -> str:
@@ -112,11 +111,11 @@ def client(uri: str) -> Any:
 
 
 def _relocate(uri: str) -> None:
-    """Rewrite the store's absolute artifact paths under the project root as project-relative."""
+    """Rewrite the store's absolute artifact paths under the working directory as relative ones."""
     db = sqlite_path(uri)
     if db is None or not db.exists():
         return
-    root = str(PROJECT_ROOT.resolve()).rstrip("/") + "/"
+    root = str(Path.cwd().resolve()).rstrip("/") + "/"
     with contextlib.closing(sqlite3.connect(db, timeout=30)) as con, con:
         for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
             for prefix in ("file://" + root, root):

@@ -13,9 +13,10 @@ from mhc_bench.paths import PROJECT_ROOT
 
 
 def test_uri_precedence_is_config_then_environment_then_the_store_next_to_the_cells(monkeypatch) -> None:
+    monkeypatch.chdir(PROJECT_ROOT)
     monkeypatch.delenv(tracking.ENV_URI, raising=False)
     default = tracking.resolve_uri(None, PROJECT_ROOT / "results" / "quick")
-    assert default == "sqlite:///results/quick/mlflow.db"  # project-relative: no machine path
+    assert default == "sqlite:///results/quick/mlflow.db"  # workdir-relative: no machine path
     monkeypatch.setenv(tracking.ENV_URI, "http://server:5000")
     assert tracking.resolve_uri(None, PROJECT_ROOT / "results" / "quick") == "http://server:5000"
     assert tracking.resolve_uri("sqlite:///elsewhere.db", Path("x")) == "sqlite:///elsewhere.db"
@@ -35,30 +36,31 @@ def test_two_processes_creating_a_new_store_at_once_both_succeed(tmp_path: Path)
         assert ids[0] == ids[1]
 
 
-def test_a_store_under_the_project_holds_only_relative_artifact_paths(monkeypatch) -> None:
-    """A committed mlflow.db must not name this machine's folders; artifacts stay reachable."""
+def test_a_store_under_the_workdir_has_relative_paths_and_survives_a_move(tmp_path, monkeypatch) -> None:
+    """A committed mlflow.db must not name this machine's folders; artifacts stay reachable after
+    the folder is copied elsewhere (a clone)."""
     import shutil
-    import tempfile
 
-    root = Path(tempfile.mkdtemp(dir=PROJECT_ROOT / ".cache" if (PROJECT_ROOT / ".cache").exists()
-                                 else PROJECT_ROOT, prefix="tracking-test-"))
-    try:
-        uri = tracking.sqlite_uri(root / "mlflow.db")
-        assert not uri.startswith("sqlite:////")
-        monkeypatch.chdir(PROJECT_ROOT)
-        ref = tracking.start_run(uri, "exp", "cell-a", {"cell_id": "cell-a"}, {"model.d_model": 8})
-        note = root / "note.txt"
-        note.write_text("hello")
-        tracking.log_artifacts(ref, [note])
-        con = sqlite3.connect(root / "mlflow.db")
-        paths = [r[0] for r in con.execute("SELECT artifact_location FROM experiments")]
-        paths += [r[0] for r in con.execute("SELECT artifact_uri FROM runs")]
-        con.close()
-        assert paths and not any(str(PROJECT_ROOT) in p for p in paths), paths
-        listed = tracking.client(uri).list_artifacts(ref.run_id)
-        assert [a.path for a in listed] == ["note.txt"]
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    first = tmp_path / "first"
+    (first / "results").mkdir(parents=True)
+    monkeypatch.chdir(first)
+    uri = tracking.sqlite_uri(first / "results" / "mlflow.db")
+    assert uri == "sqlite:///results/mlflow.db"
+    ref = tracking.start_run(uri, "exp", "cell-a", {"cell_id": "cell-a"}, {"model.d_model": 8})
+    note = first / "note.txt"
+    note.write_text("hello")
+    tracking.log_artifacts(ref, [note])
+    con = sqlite3.connect(first / "results" / "mlflow.db")
+    paths = [r[0] for r in con.execute("SELECT artifact_location FROM experiments")]
+    paths += [r[0] for r in con.execute("SELECT artifact_uri FROM runs")]
+    con.close()
+    assert paths and not any(str(tmp_path) in p for p in paths), paths
+    clone = tmp_path / "clone"
+    shutil.copytree(first, clone)
+    shutil.rmtree(first)
+    monkeypatch.chdir(clone)
+    listed = tracking.client(uri).list_artifacts(ref.run_id)
+    assert [a.path for a in listed] == ["note.txt"]
 
 
 def test_a_resumed_logger_does_not_log_replayed_steps_twice(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pandas as pd
 from mhc_bench.provenance import cpu_model
 from mhc_bench.report.aggregate import bench_environment
 from mhc_bench.report.tables import Table
-from mhc_bench.tracking import relative_to_project
+from mhc_bench.tracking import relative_to_workdir
 
 _PACKAGES = (
     "mhc-bench",
@@ -133,7 +133,7 @@ def header_lines(
     profile: str, results_dir: Path, env: dict[str, dict[str, str]], n_cells: int, tracking_message: str
 ) -> list[str]:
     return [
-        f"- **Profile:** {profile} ({n_cells} cell folders in `{relative_to_project(results_dir)}`)",
+        f"- **Profile:** {profile} ({n_cells} cell folders in `{relative_to_workdir(results_dir)}`)",
         f"- **Hardware** ({env['source']['from']}): {_kv(env['hardware'])}",
         f"- **Versions:** {_kv(env['versions'])}",
         f"- **MLflow:** {tracking_message}",
