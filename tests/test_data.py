@@ -208,8 +208,8 @@ def test_zero_mix_weight_is_plain_data_and_never_calls_the_generator(tmp_path: P
 
 def test_mixing_without_the_generators_module_fails_clearly(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "mhc_bench.evaluation.generators", None)  # makes the import fail
-    with pytest.raises(RuntimeError, match=r"mhc_bench\.evaluation\.generators"):
+    monkeypatch.setitem(sys.modules, "mhc_bench.taskgen.generators", None)  # makes the import fail
+    with pytest.raises(RuntimeError, match=r"mhc_bench\.taskgen\.generators"):
         prepare_data(fixture_cfg(tokenizer="char", mix_weight=0.1), root=tmp_path)
     assert list(tmp_path.glob("*")) == []
 

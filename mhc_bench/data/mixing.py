@@ -13,34 +13,26 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from pathlib import Path
 
 from mhc_bench.data.tokenizer import TextTokenizer
 
 TextGenerator = Callable[[str, int, int], list[str]]
-GENERATOR_MODULE = "mhc_bench.evaluation.generators"
+GENERATOR_MODULE = "mhc_bench.taskgen.generators"
 ROUND_ITEMS = 256
 MAX_ROUNDS = 10_000
 
 
-# Every module whose code decides the generated items (found without importing them).
-GENERATOR_SOURCES = ("generators.py", "bbh.py", "gsm.py", "mmlu.py", "splits.py", "bigbench_files.py")
+def generator_identity() -> dict:
+    """What names the generated items in the data fingerprint: the generators' explicit version."""
+    from mhc_bench.taskgen import GENERATOR_VERSION
 
-
-def generator_identity() -> str:
-    """sha256 over the generators' sources, so a changed generator gives a new data fingerprint."""
-    folder = Path(__file__).resolve().parent.parent / "evaluation"
-    digest = hashlib.sha256()
-    for name in GENERATOR_SOURCES:
-        source = folder / name
-        digest.update(name.encode() + (source.read_bytes() if source.is_file() else b"absent"))
-    return digest.hexdigest()
+    return {"version": GENERATOR_VERSION}
 
 
 def default_generator() -> TextGenerator:
-    """``training_text`` from the evaluation package, imported only when mixing is asked for."""
+    """``training_text`` from :mod:`mhc_bench.taskgen`, imported only when mixing is asked for."""
     try:
-        from mhc_bench.evaluation.generators import training_text
+        from mhc_bench.taskgen.generators import training_text
     except ImportError as err:
         raise RuntimeError(
             f"mix_weight > 0 needs {GENERATOR_MODULE}.training_text(task, seed, n_items), "

@@ -24,10 +24,10 @@ import numpy as np
 
 from mhc_bench.data import corpus as corpus_mod
 from mhc_bench.data.config import PIPELINE_VERSION, UINT16_LIMIT, DataConfig
-from mhc_bench.data.fetch import sha256_file
 from mhc_bench.data.mixing import TextGenerator, default_generator, mixed_tokens
 from mhc_bench.data.split import SPLITS, split_by_name, split_shakespeare
 from mhc_bench.data.tokenizer import ByteTokenizer, TextTokenizer, train_bpe
+from mhc_bench.fetch import sha256_file
 from mhc_bench.paths import data_cache_dir
 
 META = "meta.json"
@@ -148,7 +148,7 @@ def prepare_data(cfg: DataConfig, root: Path | None = None,
     """Return the prepared data of ``cfg``, building it first unless the cache already has it.
 
     ``root`` defaults to ``data_cache_dir() / "prepared"``. ``text_generator``
-    replaces ``mhc_bench.evaluation.generators.training_text`` (tests); it is
+    replaces ``mhc_bench.taskgen.generators.training_text`` (tests); it is
     only used, and the real one only imported, when ``cfg.mix_weight > 0``.
     """
     root = Path(root) if root is not None else data_cache_dir() / "prepared"
