@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: invalid cell config {args.config}:\n{err}", file=sys.stderr)
         return 2
 
+    from mhc_bench.data.errors import DataSourceError
     from mhc_bench.train.runner import default_cell_dir, train_cell
 
     out = args.out if args.out is not None else default_cell_dir(cfg)
@@ -41,5 +42,8 @@ def run(args: argparse.Namespace) -> int:
         train_cell(cfg, out)
     except ConfigError as err:  # found only once the data is known (e.g. model.vocab_size too small)
         print(f"error: invalid cell config {args.config}:\n{err}", file=sys.stderr)
+        return 2
+    except DataSourceError as err:  # e.g. a Hub corpus while offline: one line, before any compute
+        print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
