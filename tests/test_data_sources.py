@@ -7,6 +7,7 @@ The fixtures are generated here (a few hundred short documents), so nothing bina
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from mhc_bench.cli import main as cli_main
 from mhc_bench.data import DataConfig, prepare_data
 from mhc_bench.data import stream as stream_mod
+from mhc_bench.data.epochs import DataRepeatWarning
 from mhc_bench.data.errors import DataSourceError
 from mhc_bench.data.hub import HubOfflineError
 from mhc_bench.data.tokenizer import load_tokenizer
@@ -369,3 +371,31 @@ def test_real_training_text_never_repeats_an_evaluation_item() -> None:
 
     for family in generators.FAMILIES:
         assert find_contaminated(generators.training_text(family, seed=3, n_items=2_000), hashes) == []
+
+
+# --- training on a local corpus -----------------------------------------------------------------
+
+def test_toy_cell_trains_on_parquet_and_reports_epochs(web: dict[str, Path], tmp_path: Path) -> None:
+    from mhc_bench.train.config import parse_cell_config
+    from mhc_bench.train.runner import train_cell
+
+    data = rows_cfg(web, train_tokens=3_000, val_tokens=300, max_epochs=1).model_dump()
+    cfg = parse_cell_config({
+        "model": {"d_model": 16, "n_layer": 1, "n_head": 2, "seq_len": 16, "residual": "mhc", "n_streams": 2},
+        "data": data,
+        "train": {"steps": 12, "batch_size": 4, "warmup_steps": 2, "probe_every": 6, "val_every": 6,
+                  "val_batches": 1, "ckpt_every": 6, "num_threads": 1},
+        "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    })
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = train_cell(cfg, tmp_path / "cell", data_root=tmp_path / "data")
+    assert metrics["status"] == "completed" and metrics["tokens_seen"] == 12 * 4 * 16
+    assert metrics["epochs_seen"] == pytest.approx(12 * 4 * 16 / 3_000)
+    assert not [w for w in caught if issubclass(w.category, DataRepeatWarning)]
+
+    repeating = parse_cell_config({**cfg.model_dump(mode="json", exclude={"resolved"}),
+                                   "data": {**data, "max_epochs": 0.1}})
+    expected = r"read its 3,000 training tokens 0\.26 times.*max_epochs = 0\.1"
+    with pytest.warns(DataRepeatWarning, match=expected):
+        train_cell(repeating, tmp_path / "cell2", data_root=tmp_path / "data")

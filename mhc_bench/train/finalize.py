@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from mhc_bench.data.epochs import epochs
 from mhc_bench.train import artifacts as art
 from mhc_bench.train.config import CellConfig
 from mhc_bench.train.data import TokenDataModule, eval_batches
@@ -36,8 +37,9 @@ def evaluate_loss(model: Any, batches: list, precision: str) -> float:
 
 
 def final_metrics(cfg: CellConfig, ref: RunRef, steps_done: int, module: GPTModule,
-                  monitor: TrainingMonitor, val_loss: float, gains: dict[str, Any]) -> dict[str, Any]:
-    """The ``metrics.json`` record (keys: ``artifacts.METRICS_KEYS``, plus ``peak_*`` over the run)."""
+                  monitor: TrainingMonitor, val_loss: float, gains: dict[str, Any],
+                  train_tokens: int) -> dict[str, Any]:
+    """The ``metrics.json`` record (``artifacts.METRICS_KEYS``, plus ``epochs_seen`` and ``peak_*``)."""
     assert cfg.resolved is not None
     probes = [h for h in monitor.history if "train_loss" in h]
     diverged = monitor.diverged or {}
@@ -52,6 +54,8 @@ def final_metrics(cfg: CellConfig, ref: RunRef, steps_done: int, module: GPTModu
         "final_val_loss": val_loss,
         "final_val_ppl": perplexity(val_loss),
         "tokens_seen": steps_done * tokens_per_step,
+        # Passes over train.bin: how often the cell's data repeats (token budgets, data.max_epochs).
+        "epochs_seen": epochs(steps_done * tokens_per_step, train_tokens),
         "wall_time_s": monitor.wall_time_s(),
         "tokens_per_s": tokens_per_step * monitor.timed_steps / max(monitor.timed_s, 1e-9),
         "step_time_ms": 1000 * monitor.timed_s / max(monitor.timed_steps, 1),
@@ -85,7 +89,8 @@ def finalize_cell(cfg: CellConfig, cell_dir: Path, ref: RunRef, trainer: Any, mo
     batches = eval_batches(datamodule.val_bin, cfg.model.seq_len, cfg.train.batch_size, cfg.train.val_batches)
     val_loss = evaluate_loss(model, batches, cfg.train.precision)
     gains = probe_gains(model, datamodule.probe_batch().to(module.device))
-    metrics = final_metrics(cfg, ref, trainer.global_step, module, monitor, val_loss, gains)
+    train_tokens = datamodule.train_bin.stat().st_size // 2
+    metrics = final_metrics(cfg, ref, trainer.global_step, module, monitor, val_loss, gains, train_tokens)
 
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, cell_dir / art.MODEL)
     art.write_json(cell_dir / art.HISTORY, monitor.history)

@@ -102,6 +102,7 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
     import torch
 
     from mhc_bench.data import prepare_data
+    from mhc_bench.data.epochs import warn_if_repeating
     from mhc_bench.train.data import TokenDataModule
     from mhc_bench.train.module import GPTModule
     from mhc_bench.train.monitor import TrainingMonitor
@@ -115,6 +116,8 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
         if train.num_threads:
             torch.set_num_threads(train.num_threads)
         prepared = prepare_data(cfg.data, root=data_root)
+        tokens_per_step = train.batch_size * cfg.model.seq_len * train.devices
+        warn_if_repeating(cid, train.steps * tokens_per_step, prepared.train_tokens(), cfg.data.max_epochs)
         resolved = resolve_config(cfg, prepared, cid, chash)
         if _is_rank_zero():
             cell_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +134,6 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
         datamodule = TokenDataModule(prepared.train_bin, prepared.val_bin, resolved.model.seq_len,
                                      train.batch_size, train.val_batches, train.seed)
         use_gpu = train.accelerator == "gpu" or (train.accelerator == "auto" and torch.cuda.is_available())
-        tokens_per_step = train.batch_size * resolved.model.seq_len * train.devices
         monitor = TrainingMonitor(train, datamodule.probe_batch(), tokens_per_step)
         trainer = _make_trainer(train, cell_dir, make_logger(ref), monitor, use_gpu)
         last = cell_dir / art.CHECKPOINT
