@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from mhc_bench.cli import main as cli_main
 from mhc_bench.data import DataConfig, prepare_data
+from mhc_bench.data import documents as documents_mod
 from mhc_bench.data import stream as stream_mod
 from mhc_bench.data.epochs import DataRepeatWarning
 from mhc_bench.data.errors import DataSourceError
@@ -285,6 +286,36 @@ def test_hub_source_fails_fast_offline_with_one_line(tmp_path: Path, monkeypatch
     assert "\n" not in message and "hf:HuggingFaceFW/fineweb-edu" in message and "sample-10BT" in message
     assert "HF_HUB_OFFLINE=1" in message or "HF_DATASETS_OFFLINE=1" in message
     assert not (tmp_path / "root").exists()  # nothing was built, not even the cache folder
+
+
+def test_hub_source_online_streams_the_named_dataset(web: dict[str, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the Hub allowed, the coordinates reach datasets.load_dataset (here served from local Parquet)."""
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    real_load = datasets.load_dataset
+    calls: list[tuple] = []
+
+    def fake_hub(name, config=None, **kwargs):
+        calls.append((name, config, kwargs))
+        return real_load("parquet", data_files=sorted(str(p) for p in web["parquet"].glob("*.parquet")),
+                         split="train", streaming=True)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    monkeypatch.setattr(documents_mod.RowSource, "resolved_revision", lambda self: "f" * 40)
+    cfg = DataConfig(**{**HUB, "text_field": "body", "tokenizer": "char", "holdout_fraction": 0.1,
+                        "train_tokens": 4_000, "val_tokens": 200, "hf_revision": "v1"})
+    prepared = prepare_data(cfg, root=tmp_path)
+    assert calls and all(c == ("HuggingFaceFW/fineweb-edu", "sample-10BT",
+                               {"split": "train", "revision": "v1", "streaming": True}) for c in calls)
+    meta = prepared.meta()
+    assert meta["tokens"] == {"train": 4_000, "val": 200, "test": 200}
+    described = "corpus hf:HuggingFaceFW/fineweb-edu (train split, config sample-10BT)"
+    assert meta["source"] == {"description": described, "kind": "hub", "resolved_revision": "f" * 40}
+    local = prepare_data(rows_cfg(web, train_tokens=4_000, val_tokens=200), root=tmp_path)
+    assert prepared.train_bin.read_bytes() == local.train_bin.read_bytes()  # same rows, same tokens
 
 
 def test_data_command_reports_the_offline_hub_in_one_line(tmp_path: Path,
