@@ -188,10 +188,12 @@ def tokenize_documents(source: RowSource, tokenizer: TextTokenizer, budgets: dic
                     break
             short = [s for s in SPLITS if budgets[s] is not None and not full(s)]
             if short:
+                fix = "lower data.train_tokens" if short == ["train"] else \
+                    "lower data.val_tokens or raise data.holdout_fraction"
                 raise DataSourceError(
                     f"{source.describe()} ran out after {state.documents_read} documents: "
                     + ", ".join(f"{s} has {state.tokens[s]} of {budgets[s]} tokens" for s in short)
-                    + "; lower data.train_tokens / data.val_tokens (or raise data.holdout_fraction)")
+                    + f"; {fix}")
             state.finished = True
             _checkpoint(files, state, stream, folder)
         finally:
