@@ -68,6 +68,7 @@ class Metrics(BaseModel):
     final_val_loss: Num
     final_val_ppl: Num
     tokens_seen: int
+    epochs_seen: Num = None  # passes over train.bin (how often the cell's data repeats)
     wall_time_s: float
     tokens_per_s: Num
     step_time_ms: Num

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from mhc_bench.evaluation import bbh, bigbench_files, generators, gsm
 from mhc_bench.evaluation.prepare import prepare_tasks
+from mhc_bench.taskgen import bbh, bigbench_files, generators, gsm
 
 network = pytest.mark.network  # BIG-bench task files come from the bigbench sdist (downloaded once)
 

@@ -21,11 +21,10 @@ from typing import Any
 
 import yaml
 
-from mhc_bench.data.fetch import DataIntegrityError, sha256_file
-from mhc_bench.evaluation import bbh, bigbench_files, generators, mmlu
+from mhc_bench.fetch import DataIntegrityError, sha256_file
 from mhc_bench.paths import data_cache_dir
+from mhc_bench.taskgen import GENERATOR_VERSION, bbh, bigbench_files, generators, mmlu
 
-GENERATOR_VERSION = 1
 DEFAULT_MAX_ITEMS = 250
 GROUPS = ("mhcb_bbh", "mhcb_gsm", "mhcb_mmlu")
 TEMPLATES = ("bbh_gen", "bbh_mc", "gsm", "mmlu", "mmlu_cloze")

@@ -11,6 +11,7 @@ import torch
 
 from mhc_bench import cellfolder as cf
 from mhc_bench import tracking
+from mhc_bench.data.epochs import epochs
 from mhc_bench.train.config import CellConfig
 from mhc_bench.train.data import TokenDataModule, eval_batches
 from mhc_bench.train.module import GPTModule, perplexity
@@ -36,7 +37,8 @@ def evaluate_loss(model: Any, batches: list, precision: str) -> float:
 
 
 def final_metrics(cfg: CellConfig, ref: tracking.RunRef, steps_done: int, module: GPTModule,
-                  monitor: TrainingMonitor, val_loss: float, gains: dict[str, Any]) -> cf.Metrics:
+                  monitor: TrainingMonitor, val_loss: float, gains: dict[str, Any],
+                  train_tokens: int) -> cf.Metrics:
     """The ``metrics.json`` record (:class:`mhc_bench.cellfolder.Metrics`)."""
     assert cfg.resolved is not None
     probes = [h for h in monitor.history if "train_loss" in h]
@@ -52,6 +54,8 @@ def final_metrics(cfg: CellConfig, ref: tracking.RunRef, steps_done: int, module
         "final_val_loss": val_loss,
         "final_val_ppl": perplexity(val_loss),
         "tokens_seen": steps_done * tokens_per_step,
+        # Passes over train.bin: how often the cell's data repeats (token budgets, data.max_epochs).
+        "epochs_seen": epochs(steps_done * tokens_per_step, train_tokens),
         "wall_time_s": monitor.wall_time_s(),
         "tokens_per_s": tokens_per_step * monitor.timed_steps / max(monitor.timed_s, 1e-9),
         "step_time_ms": 1000 * monitor.timed_s / max(monitor.timed_steps, 1),
@@ -84,7 +88,8 @@ def finalize_cell(cfg: CellConfig, cell_dir: Path, ref: tracking.RunRef, trainer
     batches = eval_batches(datamodule.val_bin, cfg.model.seq_len, cfg.train.batch_size, cfg.train.val_batches)
     val_loss = evaluate_loss(model, batches, cfg.train.precision)
     gains = probe_gains(model, datamodule.probe_batch().to(module.device))
-    metrics = final_metrics(cfg, ref, trainer.global_step, module, monitor, val_loss, gains)
+    train_tokens = datamodule.train_bin.stat().st_size // 2
+    metrics = final_metrics(cfg, ref, trainer.global_step, module, monitor, val_loss, gains, train_tokens)
 
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, cell_dir / cf.MODEL)
     cf.write_history(cell_dir, monitor.history)

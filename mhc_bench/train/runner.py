@@ -158,6 +158,7 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
     import torch
 
     from mhc_bench.data import prepare_data
+    from mhc_bench.data.epochs import warn_if_repeating
     from mhc_bench.train.data import TokenDataModule
     from mhc_bench.train.module import GPTModule
     from mhc_bench.train.monitor import TrainingMonitor
@@ -174,6 +175,8 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
             torch.set_num_threads(train.num_threads)
         prepared = prepare_data(cfg.data, root=data_root)
         check_data_fits(cfg, prepared)
+        tokens_per_step = train.batch_size * cfg.model.seq_len * train.devices
+        warn_if_repeating(cid, train.steps * tokens_per_step, prepared.train_tokens(), cfg.data.max_epochs)
         resolved = resolve_config(cfg, prepared, cid, chash, store_uri(cfg, cell_dir))
         if _is_rank_zero():
             cell_dir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +195,6 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
         datamodule = TokenDataModule(prepared.train_bin, prepared.val_bin, resolved.model.seq_len,
                                      train.batch_size, train.val_batches, train.seed)
         use_gpu = train.accelerator == "gpu" or (train.accelerator == "auto" and torch.cuda.is_available())
-        tokens_per_step = train.batch_size * resolved.model.seq_len * train.devices
         monitor = TrainingMonitor(train, datamodule.probe_batch(), tokens_per_step)
         trainer = _make_trainer(train, cell_dir, tracking.make_logger(ref, resuming), monitor, use_gpu)
         if resuming and _is_rank_zero():
