@@ -210,8 +210,8 @@ def test_a_minimal_profile_expands_to_the_same_cells_in_the_dag_and_the_cli(tmp_
     assert plan.returncode == 0, plan.stderr[-2000:]
     assert _job_counts(plan.stdout)["train"] == len(ids) == 10  # 2 seeds x (baseline, hc/mhc at n 2, 4)
     assert "bench" not in _job_counts(plan.stdout)
-    one = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(path),
-                          f"results/t/cells/{ids[0]}/eval.json"], capture_output=True, text=True,
+    one = subprocess.run([sys.executable, "-m", "snakemake", f"results/t/cells/{ids[0]}/eval.json", "-n",
+                          "--cores", "1", "--configfile", str(path)], capture_output=True, text=True,
                          cwd=PROJECT_ROOT)
     assert one.returncode == 0, one.stderr[-2000:]
 

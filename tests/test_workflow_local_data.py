@@ -71,7 +71,7 @@ def test_local_jsonl_profile_trains_end_to_end(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "work" / targets[0]).read_text())
     assert metrics["cell_id"] == cid and metrics["status"] == "completed"
     assert metrics["epochs_seen"] == pytest.approx(metrics["tokens_seen"] / 8_000)
-    prepared = json.loads((tmp_path / "work" / "results" / "local-jsonl" / "data.json").read_text())
+    prepared = json.loads((tmp_path / "work" / "results" / "local-jsonl" / "data" / "base.json").read_text())
     meta = json.loads((Path(prepared["dir"]) / "meta.json").read_text())
     assert meta["tokens"] == {"train": 8_000, "val": 600, "test": 600}
     assert meta["source"]["names"] == ["part-0.jsonl", "part-1.jsonl"]
