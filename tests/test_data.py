@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -113,9 +112,7 @@ def test_second_call_reuses_the_cache(tmp_path: Path) -> None:
     cfg = fixture_cfg(vocab_size=300)
     first = prepare_data(cfg, root=tmp_path)
     stamps = {name: (first.dir / name).stat().st_mtime_ns for name in (*FILES, "meta.json")}
-    started = time.perf_counter()
     again = prepare_data(fixture_cfg(vocab_size=300), root=tmp_path)
-    assert time.perf_counter() - started < 0.5
     assert again == first
     assert {name: (again.dir / name).stat().st_mtime_ns for name in stamps} == stamps
     assert [p.name for p in tmp_path.iterdir()] == [first.fingerprint]  # no temp dirs left

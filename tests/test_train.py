@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +145,8 @@ def test_same_config_is_deterministic_and_a_finished_cell_is_not_retrained(
             b["train_loss"], b["val_loss"], b["max_composite_fwd"])
 
     n_runs, mtime = len(runs_named(store, cell_id(cfg))), (out / "metrics.json").stat().st_mtime_ns
-    start = time.perf_counter()
     config = _write(tmp_path / "c.yaml", tiny(store))
     assert cli.main(["train", "--config", str(config), "--out", str(out)]) == 0
-    assert time.perf_counter() - start < 5
     assert "already finished (completed)" in capsys.readouterr().out
     assert (out / "metrics.json").stat().st_mtime_ns == mtime
     assert len(runs_named(store, cell_id(cfg))) == n_runs

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +192,6 @@ def test_the_lock_is_released_when_its_holder_exits(tmp_path: Path) -> None:
 
     with project_lock("first", tmp_path):
         pass
-    start = time.monotonic()
-    with project_lock("second", tmp_path):
-        assert time.monotonic() - start < 60  # acquired, not refused
+    with project_lock("second", tmp_path):  # acquired, not refused
+        lock = tmp_path / ".snakemake" / "mhc-bench.lock"
+        assert '"run": "second"' in lock.read_text()
