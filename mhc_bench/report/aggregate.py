@@ -33,6 +33,7 @@ GRID_COLUMNS = [
     "maps",
     "lr",
     "grad_clip",
+    "experiments",
     "steps",
     "batch_size",
     "seq_len",
@@ -93,6 +94,8 @@ def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
         "maps": BASELINE_MAPS if model.residual == "baseline" else maps_label(model.maps),
         "lr": train.lr,
         "grad_clip": train.grad_clip,
+        # "+"-joined names of the profile's experiments this cell serves (main, depth, frontier...)
+        "experiments": "+".join(cfg.experiments),
         "steps": train.steps,
         "batch_size": train.batch_size,
         "seq_len": model.seq_len,
