@@ -41,7 +41,7 @@ from torch.utils.checkpoint import checkpoint
 from mhc_bench import map_init, ops
 from mhc_bench.dispatch import KERNEL_CHOICES, StreamOps, stream_ops_for
 
-RESIDUAL_KINDS = ("baseline", "hc", "mhc")
+VARIANTS = ("baseline", "hc", "mhc")
 MERGES = ("sum", "mean", "learned")
 MERGE_WEIGHT_EPS = 1e-6  # TileKernels' floor under the learned merge weights
 
@@ -55,7 +55,7 @@ class ModelConfig:
     d_model: int = 128
     n_head: int = 4
     seq_len: int = 128
-    residual: str = "mhc"  # "baseline" | "hc" | "mhc"
+    variant: str = "mhc"  # "baseline" | "hc" | "mhc"
     n_streams: int = 4
     sinkhorn_iters: int = 20
     maps: tuple[str, ...] = ("res", "pre", "post")
@@ -90,12 +90,12 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.residual not in RESIDUAL_KINDS:
-            raise ValueError(f"residual must be one of {RESIDUAL_KINDS}, got {self.residual!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if not isinstance(self.n_streams, int) or self.n_streams < 1:
             raise ValueError(f"n_streams must be an integer >= 1, got {self.n_streams!r}")
-        if self.residual == "baseline" and self.n_streams != 1:
-            raise ValueError(f"n_streams must be 1 for residual='baseline', got {self.n_streams}")
+        if self.variant == "baseline" and self.n_streams != 1:
+            raise ValueError(f"n_streams must be 1 for variant='baseline', got {self.n_streams}")
         if self.d_model % self.n_head:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
@@ -300,9 +300,9 @@ class ResidualLayer(nn.Module):
         self.fn = fn
         self.stream_ops = stream_ops
         self.maps: nn.Module | None
-        if cfg.residual == "mhc":
+        if cfg.variant == "mhc":
             self.maps = MHCMaps(cfg, index, stream_ops)
-        elif cfg.residual == "hc":
+        elif cfg.variant == "hc":
             self.maps = HCMaps(cfg, index)
         else:
             self.maps = None

@@ -25,7 +25,7 @@ def cell_config(variant: str = "mhc", n: int = 4, seed: int = 0, maps: list[str]
     """A valid ``CellConfig`` (byte tokenizer on the fixture corpus)."""
     return parse_cell_config({
         "profile": profile,
-        "model": {"residual": variant, "n_streams": n, "d_model": d_model, "n_layer": n_layer, "n_head": 2,
+        "model": {"variant": variant, "n_streams": n, "d_model": d_model, "n_layer": n_layer, "n_head": 2,
                   "seq_len": seq_len, "maps": list(maps) if maps is not None else ["res", "pre", "post"],
                   "vocab_size": 257, **model},
         "data": {"corpus": str(CORPUS), "tokenizer": "char"},
@@ -46,10 +46,10 @@ def metrics_record(cfg: Any, **overrides: Any) -> cf.Metrics:
         "layer0_fwd": unit, "layer0_bwd": unit, "min_composite_min_col": unit, "max_prefix_fwd": unit,
         "max_stream_spread": 0.0 if cfg.model.n_streams == 1 else 0.2,
         "final_stream_spread": 0.0 if cfg.model.n_streams == 1 else 0.1, "probe_version": PROBE_VERSION,
-        "max_grad_norm": 1.5, "max_grad_norm_maps": 0.0 if cfg.model.residual == "baseline" else 0.2,
+        "max_grad_norm": 1.5, "max_grad_norm_maps": 0.0 if cfg.model.variant == "baseline" else 0.2,
         "spike_count": 0, "n_params": 100000, "mlflow_run_id": None, "mlflow_tracking_uri": None,
         "mlflow_experiment": cfg.tracking.experiment, "config_hash": config_hash(cfg),
-        "variant": cfg.model.residual, "n_streams": cfg.model.n_streams, "seed": cfg.train.seed,
+        "variant": cfg.model.variant, "n_streams": cfg.model.n_streams, "seed": cfg.train.seed,
     }
     values.update(overrides)
     if "final_val_loss" in overrides and "final_val_ppl" not in overrides:

@@ -13,7 +13,7 @@ TINY = dict(vocab_size=50, n_layer=2, d_model=16, n_head=2, seq_len=12)
 
 def make(residual: str, n: int, **kw) -> GPT:
     torch.manual_seed(0)
-    return GPT(ModelConfig(**TINY, residual=residual, n_streams=n, **kw))
+    return GPT(ModelConfig(**TINY, variant=residual, n_streams=n, **kw))
 
 
 def tokens(batch: int = 2) -> torch.Tensor:
@@ -41,7 +41,7 @@ def _perturbations(model: GPT) -> dict[str, torch.nn.Parameter]:
     # a middle layer: at layer 0 the streams are still copies, and at the last layer only
     # H_res's column sums reach the output (the streams are summed), both ~1 for mHC
     layer_maps = model.layers[len(model.layers) // 2].maps
-    if model.cfg.residual == "mhc":
+    if model.cfg.variant == "mhc":
         return {"pre": layer_maps.b_pre, "post": layer_maps.b_post, "res": layer_maps.b_res,
                 "phi": layer_maps.phi}
     return {"pre": layer_maps.s_pre, "post": layer_maps.s_post, "res": layer_maps.s_res, "w": layer_maps.w}
@@ -165,9 +165,9 @@ def test_disabled_maps_take_their_static_values() -> None:
     [
         ({"n_streams": 0}, "n_streams"),
         ({"d_model": 30, "n_head": 4}, "d_model"),
-        ({"residual": "resnet"}, "residual"),
+        ({"variant": "resnet"}, "variant"),
         ({"maps": ("res", "mix")}, "maps"),
-        ({"residual": "baseline", "n_streams": 2}, "n_streams"),
+        ({"variant": "baseline", "n_streams": 2}, "n_streams"),
         ({"sinkhorn_iters": 0}, "sinkhorn_iters"),
         ({"kernels": "cuda"}, "kernels"),
         ({"init": "eye"}, "init"),
@@ -177,7 +177,7 @@ def test_disabled_maps_take_their_static_values() -> None:
     ],
 )
 def test_bad_config_names_the_field(overrides: dict, field: str) -> None:
-    kwargs = {**TINY, "residual": "mhc", "n_streams": 4, **overrides}
+    kwargs = {**TINY, "variant": "mhc", "n_streams": 4, **overrides}
     with pytest.raises(ValueError, match=field):
         ModelConfig(**kwargs)
 

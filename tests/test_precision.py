@@ -58,7 +58,7 @@ def test_stream_mixing_keeps_an_fp32_carry_under_bf16_autocast(path: str) -> Non
 
 @pytest.mark.parametrize("residual", ["hc", "mhc"])
 def test_a_layer_under_autocast_returns_an_fp32_stream_and_fp32_maps(residual: str) -> None:
-    cfg = ModelConfig(vocab_size=64, n_layer=1, d_model=16, n_head=2, seq_len=8, residual=residual,
+    cfg = ModelConfig(vocab_size=64, n_layer=1, d_model=16, n_head=2, seq_len=8, variant=residual,
                       n_streams=4, kernels="torch")
     layer = GPT(cfg).layers[0]
     x = torch.randn(2, 8, 4, 16)

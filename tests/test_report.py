@@ -59,7 +59,7 @@ CELLS: dict[str, tuple[str, int, int, list[str], dict[str, Any], Any]] = {
     "untrained": ("mhc", 2, 0, ["res", "pre", "post"], {}, None),  # never trained
 }
 UNTRAINED, NO_RUN = "untrained", "base1"
-ORPHAN = "hc-n4-d64-L2-s9-ffffff"
+ORPHAN = "hc-n4-d64-b2-s9-ffffff"
 # Groups: baseline; hc n4; mhc n2; mhc n4 x {none, res, res+pre, res+pre+post}.
 N_GROUPS = 7
 
@@ -154,7 +154,7 @@ def test_summary_has_one_row_per_cell_with_grid_metrics_and_eval(built: dict[str
     assert (row["variant"], row["n"], row["scale"], row["seed"], row["maps"]) == (
         "mhc",
         4,
-        "d64-L2",
+        "d64-b2",
         0,
         "res+pre+post",
     )
@@ -286,7 +286,7 @@ def test_without_mlflow_store_the_report_says_so(tmp_path: Path) -> None:
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     base = {
         "n": 4,
-        "scale": "d64-L2",
+        "scale": "d64-b2",
         "d_model": 64,
         "n_layer": 2,
         "maps": "res+pre+post",

@@ -31,7 +31,7 @@ def tiny(store: Path, residual: str = "mhc", n: int = 2, **train: Any) -> dict[s
                     val_batches=2, ckpt_every=10, num_threads=1, seed=0)
     settings.update(train)
     return {
-        "model": dict(d_model=32, n_layer=2, n_head=2, seq_len=32, residual=residual, n_streams=n),
+        "model": dict(d_model=32, n_layer=2, n_head=2, seq_len=32, variant=residual, n_streams=n),
         "data": {"corpus": str(CORPUS), "tokenizer": "char"},
         "train": settings,
         "tracking": {"tracking_uri": f"sqlite:///{store / 'mlflow.db'}"},
@@ -116,7 +116,7 @@ def test_cell_trains_writes_outputs_and_tracks_in_mlflow(
 
     run = client(store).get_run(metrics["mlflow_run_id"])
     assert run.info.run_name == cid and run.info.status == "FINISHED"
-    assert run.data.params["model.residual"] == residual and run.data.params["train.lr"] == "0.003"
+    assert run.data.params["model.variant"] == residual and run.data.params["train.lr"] == "0.003"
     assert run.data.tags["config_hash"] == metrics["config_hash"] and run.data.tags["n"] == str(n)
     for tag in ("git_sha", "hardware", "torch_version", "lightning_version", "mlflow_version",
                 "torch_threads"):
@@ -201,10 +201,10 @@ def test_cell_id_is_readable_and_ignores_tracking_and_labels(store: Path) -> Non
     b = parse_cell_config({**tiny(Path("/elsewhere")), "name": "x", "profile": "cpu"})
     c = parse_cell_config(tiny(store, seed=1))
     lr = f"lr{a.train.lr:.0e}"
-    assert cell_id(a) == cell_id(b) and cell_id(a).startswith(f"mhc-n2-d32-L2-{lr}-s0-")
-    assert cell_id(c).startswith(f"mhc-n2-d32-L2-{lr}-s1-") and config_hash(c) != config_hash(a)
+    assert cell_id(a) == cell_id(b) and cell_id(a).startswith(f"mhc-n2-d32-b2-{lr}-s0-")
+    assert cell_id(c).startswith(f"mhc-n2-d32-b2-{lr}-s1-") and config_hash(c) != config_hash(a)
     ablation = parse_cell_config({**tiny(store), "model": {**tiny(store)["model"], "maps": ["res", "pre"]}})
-    assert cell_id(ablation).startswith(f"mhc-n2-d32-L2-res+pre-{lr}-s0-")
+    assert cell_id(ablation).startswith(f"mhc-n2-d32-b2-res+pre-{lr}-s0-")
 
 
 def test_lr_schedules_warm_up_then_decay() -> None:
@@ -220,7 +220,7 @@ def test_weight_decay_hits_matrices_but_not_static_maps_or_gates() -> None:
     from mhc_bench.model import GPT, ModelConfig
 
     for residual in ("mhc", "hc"):
-        model = GPT(ModelConfig(vocab_size=20, n_layer=1, d_model=8, n_head=2, seq_len=4, residual=residual,
+        model = GPT(ModelConfig(vocab_size=20, n_layer=1, d_model=8, n_head=2, seq_len=4, variant=residual,
                                 n_streams=2))
         decayed = {name for name, p in model.named_parameters() if uses_weight_decay(name, p, True)}
         assert "layers.0.fn.inner.qkv.weight" in decayed and "wte.weight" in decayed

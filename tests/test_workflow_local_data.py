@@ -49,7 +49,7 @@ def test_local_jsonl_profile_trains_end_to_end(tmp_path: Path) -> None:
     profile = yaml.safe_load(SMOKE.read_text())
     profile.update(
         profile="local-jsonl",
-        grid=[{"variant": ["mhc"], "n": [2], "scale": ["toy"], "seed": [0]}],
+        grid=[{"variant": ["mhc"], "n": [2], "scale": ["d32-b2"], "seed": [0]}],
         data={"corpus": str(corpus / "*.jsonl"), "tokenizer": "bpe", "vocab_size": 300,
               "holdout_fraction": 0.1, "train_tokens": 8_000, "val_tokens": 600, "max_epochs": 2},
         eval={"enabled": False},

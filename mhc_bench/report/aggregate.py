@@ -83,15 +83,15 @@ def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
     row = {
         "cell_id": cell.cell_id,
         "name": cfg.name,
-        "variant": model.residual,
+        "variant": model.variant,
         "n": model.n_streams,
-        "scale": f"d{model.d_model}-L{model.n_layer}",
+        "scale": f"d{model.d_model}-b{model.n_layer}",  # width and blocks (2 residual layers each)
         "d_model": model.d_model,
         "n_layer": model.n_layer,
         "seed": train.seed,
         # The baseline has no maps: its list (the profile's "all") would mislead.
         # Not "n/a": pandas reads that back as NaN.
-        "maps": BASELINE_MAPS if model.residual == "baseline" else maps_label(model.maps),
+        "maps": BASELINE_MAPS if model.variant == "baseline" else maps_label(model.maps),
         "lr": train.lr,
         "grad_clip": train.grad_clip,
         # "+"-joined names of the profile's experiments this cell serves (main, depth, frontier...)
@@ -198,7 +198,7 @@ MAPS_RANK = {"none": 0, "res": 1, "res+pre": 2, "res+pre+post": 3}
 
 
 def scale_key(scale: Any) -> tuple[int, ...]:
-    """``d128-L6`` sorts after ``d64-L12`` (numbers compared as numbers)."""
+    """``d128-b6`` sorts after ``d64-b12`` (numbers compared as numbers)."""
     return tuple(int(x) for x in re.findall(r"\d+", str(scale)))
 
 
@@ -210,7 +210,7 @@ def by_seed(rows: pd.DataFrame, column: str) -> dict[Any, float]:
 
 
 def group_label(key: tuple[Any, ...]) -> str:
-    """``mhc n=4 d64-L2 res+pre+post lr=0.001`` for a ``GROUP_KEY`` tuple."""
+    """``mhc n=4 d64-b2 res+pre+post lr=0.001`` for a ``GROUP_KEY`` tuple."""
     variant, n, scale, maps, lr = key
     n_txt = "?" if pd.isna(n) else int(n)
     lr_txt = "?" if pd.isna(lr) else f"{lr:g}"

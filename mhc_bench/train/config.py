@@ -232,14 +232,15 @@ def config_hash(cfg: CellConfig) -> str:
 
 
 def cell_id(cfg: CellConfig) -> str:
-    """Readable id plus a short hash, e.g. ``mhc-n4-d128-L6-lr3e-03-s0-1a2b3c``.
+    """Readable id plus a short hash, e.g. ``mhc-n4-d128-b6-lr3e-03-s0-1a2b3c``.
 
     Ablation cells (fewer than three learned maps, not the baseline) name their maps,
-    e.g. ``mhc-n4-d128-L6-res+pre-lr3e-03-s0-...`` (``nomaps`` when none is learned).
+    e.g. ``mhc-n4-d128-b6-res+pre-lr3e-03-s0-...`` (``nomaps`` when none is learned).
     """
     m = cfg.model
-    parts = [m.residual, f"n{m.n_streams}", f"d{m.d_model}", f"L{m.n_layer}"]
-    if m.residual != "baseline" and len(m.maps) < 3:
+    # b = transformer blocks; the paper's L counts residual layers (2 per block).
+    parts = [m.variant, f"n{m.n_streams}", f"d{m.d_model}", f"b{m.n_layer}"]
+    if m.variant != "baseline" and len(m.maps) < 3:
         parts.append("+".join(m.maps) or "nomaps")
     parts += [f"lr{cfg.train.lr:.0e}", f"s{cfg.train.seed}", config_hash(cfg)[:6]]
     return "-".join(parts)

@@ -69,7 +69,7 @@ def final_metrics(cfg: CellConfig, ref: tracking.RunRef, steps_done: int, module
         "mlflow_tracking_uri": ref.tracking_uri,
         "mlflow_experiment": ref.experiment,
         "config_hash": cfg.resolved.config_hash,
-        "variant": cfg.model.residual,
+        "variant": cfg.model.variant,
         "n_streams": cfg.model.n_streams,
         "seed": cfg.train.seed,
     }

@@ -86,7 +86,7 @@ def run_tags(cfg: CellConfig, cid: str, chash: str) -> dict[str, str]:
 
     return {
         "cell_id": cid, "config_hash": chash, "git_sha": git_sha(),
-        "variant": cfg.model.residual, "n": str(cfg.model.n_streams), "seed": str(cfg.train.seed),
+        "variant": cfg.model.variant, "n": str(cfg.model.n_streams), "seed": str(cfg.train.seed),
         "d_model": str(cfg.model.d_model), "n_layer": str(cfg.model.n_layer),
         "profile": cfg.profile or "", "name": cfg.name or "", "torch_threads": str(torch.get_num_threads()),
         "hardware": hardware(), **versions(),

@@ -116,7 +116,7 @@ def cell_config(config: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     model = {
         **config["model"],
         **scale,
-        "residual": row["variant"],
+        "variant": row["variant"],
         "n_streams": int(row["n"]),
         "maps": maps_of(row["maps"]),
     }

@@ -31,7 +31,7 @@ VARIANTS = ("baseline", "hc", "mhc")
 MAP_NAMES = ("res", "pre", "post")
 ALL_MAPS = "res+pre+post"
 # Decided per cell by the grid, so a profile's shared sections must not set them.
-GRID_MODEL_FIELDS = ("residual", "n_streams", "maps", "d_model", "n_layer", "n_head")
+GRID_MODEL_FIELDS = ("variant", "n_streams", "maps", "d_model", "n_layer", "n_head")
 GRID_TRAIN_FIELDS = ("lr", "seed")
 
 _STRICT = ConfigDict(extra="forbid")
