@@ -195,3 +195,24 @@ def test_the_lock_is_released_when_its_holder_exits(tmp_path: Path) -> None:
     with project_lock("second", tmp_path):  # acquired, not refused
         lock = tmp_path / ".snakemake" / "mhc-bench.lock"
         assert '"run": "second"' in lock.read_text()
+
+
+def test_a_regular_install_outside_the_checkout_says_how_to_find_it(tmp_path: Path) -> None:
+    """Not an editable install: the package sits in site-packages, away from Snakefile and workflows/."""
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(PROJECT_ROOT / "mhc_bench", site / "mhc_bench",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "MHC_BENCH_ROOT"}
+    env["PYTHONPATH"] = str(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cmd = [sys.executable, "-m", "mhc_bench.cli", "cells", "--profile", "smoke", "--ids-only"]
+    lost = subprocess.run(cmd, capture_output=True, text=True, cwd=elsewhere, env=env)
+    assert lost.returncode == 2 and "MHC_BENCH_ROOT" in lost.stderr and "Traceback" not in lost.stderr
+    found = subprocess.run(cmd, capture_output=True, text=True, cwd=elsewhere,
+                           env={**env, "MHC_BENCH_ROOT": str(PROJECT_ROOT)})
+    assert found.returncode == 0 and found.stdout.split()
+    inside = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT / "workflows", env=env)
+    assert inside.returncode == 0 and inside.stdout.split() == found.stdout.split()

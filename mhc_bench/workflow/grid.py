@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from mhc_bench.errors import UserError
-from mhc_bench.paths import PROJECT_ROOT
+from mhc_bench.paths import PROJECT_ROOT, require_checkout
 
 PROFILE_DIR = PROJECT_ROOT / "workflows" / "config"
 GRID_COLUMNS = ("variant", "n", "scale", "seed", "maps", "lr", "data")
@@ -39,6 +39,7 @@ def profile_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         return path
+    require_checkout()
     return PROFILE_DIR / f"{name_or_path}.yaml"
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from mhc_bench import cellfolder as cf
 from mhc_bench.errors import UserError
-from mhc_bench.paths import PROJECT_ROOT
+from mhc_bench.paths import PROJECT_ROOT, require_checkout
 
 STATE_DIR = ".snakemake"  # Snakemake's own state folder, in its working directory
 RUN_LOCK = "mhc-bench.lock"
@@ -105,6 +105,7 @@ def run_snakemake(what: str, profile_file: Path, results_root: Path, targets: li
     ``results_root`` is relative to ``workdir`` (Snakemake's working directory).
     """
     workdir = Path(workdir)
+    require_checkout()
     with project_lock(what, workdir):
         if clear_stale_snakemake_locks(workdir):
             print("removed a stale Snakemake lock left by an interrupted run", file=sys.stderr)
