@@ -29,20 +29,19 @@ lint: venv
 test: venv lint
 	$(VENV)/bin/pytest -q
 
-# Finished cells are never retrained because rule code or the venv changed: only a
-# newer input, a changed param (the cell's config) or a missing output reruns a job.
-SNAKE := $(VENV)/bin/snakemake --configfile workflows/config/$(PROFILE).yaml --rerun-triggers mtime params input
-
+# `mhc-bench reproduce` runs Snakemake under a project lock: a killed run resumes by itself,
+# a second concurrent run is refused, broken result files are regenerated, and finished cells
+# are never retrained because rule code or the venv changed (--rerun-triggers mtime params input).
 reproduce: venv
-	$(SNAKE) --cores $(CORES) --rerun-incomplete
+	$(VENV)/bin/mhc-bench reproduce --profile $(PROFILE) --cores $(CORES)
 
 # Tables, plots and scorecard from the results that exist; trains nothing.
 report: venv
-	$(SNAKE) --cores 1 --config report_only=True --forcerun report -- report
+	$(VENV)/bin/mhc-bench reproduce --profile $(PROFILE) --cores 1 --report-only
 
 # Snakemake's own HTML report (with captions) of the last run.
 snakemake-report: venv
-	$(SNAKE) --report report/$(PROFILE)/snakemake-report.html
+	$(VENV)/bin/mhc-bench reproduce --profile $(PROFILE) --cores 1 -- --report report/$(PROFILE)/snakemake-report.html
 
 # The one command for the first CUDA machine (fails at once without CUDA): kernel parity compiled
 # for the GPU, the bench at two widths, the AOT table for this GPU, a gpu-small dry run and one short

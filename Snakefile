@@ -6,12 +6,19 @@
 #   snakemake report --config report_only=True ...                        # tables only, no training
 #
 # Rule files are split by stage under workflows/rules/ (the Snakemake workflow catalog layout).
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 min_version("9.0")
 
-
-configfile: "workflows/config/quick.yaml"
+# No default configfile: Snakemake would deep-merge it under any --configfile, so a profile
+# that leaves out a key would silently take quick's value (and differ from `mhc-bench cells`).
+if not config:
+    raise WorkflowError(
+        "no profile given: run `make reproduce PROFILE=<name>` or pass "
+        "--configfile workflows/config/<name>.yaml (profiles: smoke, quick, cpu-full, gpu-small, "
+        "gpu-paper-shape)"
+    )
 
 
 include: "workflows/rules/common.smk"

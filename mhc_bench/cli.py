@@ -2,7 +2,9 @@
 
 A command module exposes ``add_arguments(parser)`` and ``run(args) -> int``
 and keeps heavy imports (torch, lightning, lm-eval) inside ``run`` so that
-``--help`` stays fast. Modules load only when their command is used.
+``--help`` stays fast. Modules load only when their command is used. A
+:class:`~mhc_bench.errors.UserError` from any command is printed on stderr as
+one line and exits with status 2.
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ import importlib
 import sys
 
 from mhc_bench import __version__
+from mhc_bench.errors import UserError
 from mhc_bench.paths import configure_environment
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("mhc_bench.data.command", "download, split and tokenize the corpus (cached, idempotent)"),
     "train": ("mhc_bench.train.command", "train one cell from a YAML config"),
+    "probe": ("mhc_bench.train.reprobe", "recompute a trained cell's stability probes from its saved model"),
     "eval": ("mhc_bench.evaluation.command", "run lm-eval tasks on a trained cell"),
     "bench": ("mhc_bench.bench.command", "overhead and kernel benchmarks"),
     "kernels": ("mhc_bench.gpu.command", "ahead-of-time GPU compile table, cost model, first-GPU check"),
-    "cells": ("mhc_bench.workflow.command_cells", "list the cell ids of a profile"),
-    "cell": ("mhc_bench.workflow.command_cell", "train and evaluate one cell of a profile via Snakemake"),
+    "cells": ("mhc_bench.workflow.list_cells", "list the cell ids of a profile"),
+    "cell": ("mhc_bench.workflow.run_cell", "train and evaluate one cell of a profile via Snakemake"),
+    "reproduce": ("mhc_bench.workflow.reproduce", "run a profile's whole DAG (make reproduce): resumable"),
     "report": ("mhc_bench.report.command", "aggregate results into tables, plots and the claims scorecard"),
 }
 
@@ -51,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_environment()
     module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except UserError as err:
+        print(f"mhc-bench {args.command}: error: {err.one_line()}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

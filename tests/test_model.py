@@ -13,7 +13,7 @@ TINY = dict(vocab_size=50, n_layer=2, d_model=16, n_head=2, seq_len=12)
 
 def make(residual: str, n: int, **kw) -> GPT:
     torch.manual_seed(0)
-    return GPT(ModelConfig(**TINY, residual=residual, n_streams=n, **kw))
+    return GPT(ModelConfig(**TINY, variant=residual, n_streams=n, **kw))
 
 
 def tokens(batch: int = 2) -> torch.Tensor:
@@ -41,7 +41,7 @@ def _perturbations(model: GPT) -> dict[str, torch.nn.Parameter]:
     # a middle layer: at layer 0 the streams are still copies, and at the last layer only
     # H_res's column sums reach the output (the streams are summed), both ~1 for mHC
     layer_maps = model.layers[len(model.layers) // 2].maps
-    if model.cfg.residual == "mhc":
+    if model.cfg.variant == "mhc":
         return {"pre": layer_maps.b_pre, "post": layer_maps.b_post, "res": layer_maps.b_res,
                 "phi": layer_maps.phi}
     return {"pre": layer_maps.s_pre, "post": layer_maps.s_post, "res": layer_maps.s_res, "w": layer_maps.w}
@@ -165,17 +165,19 @@ def test_disabled_maps_take_their_static_values() -> None:
     [
         ({"n_streams": 0}, "n_streams"),
         ({"d_model": 30, "n_head": 4}, "d_model"),
-        ({"residual": "resnet"}, "residual"),
+        ({"variant": "resnet"}, "variant"),
         ({"maps": ("res", "mix")}, "maps"),
-        ({"residual": "baseline", "n_streams": 2}, "n_streams"),
+        ({"variant": "baseline", "n_streams": 2}, "n_streams"),
         ({"sinkhorn_iters": 0}, "sinkhorn_iters"),
         ({"kernels": "cuda"}, "kernels"),
-        ({"res_init": "eye"}, "res_init"),
+        ({"init": "eye"}, "init"),
+        ({"merge": "max"}, "merge"),
+        ({"map_norm_eps": 0.0}, "map_norm_eps"),
         ({"n_layer": 0}, "n_layer"),
     ],
 )
 def test_bad_config_names_the_field(overrides: dict, field: str) -> None:
-    kwargs = {**TINY, "residual": "mhc", "n_streams": 4, **overrides}
+    kwargs = {**TINY, "variant": "mhc", "n_streams": 4, **overrides}
     with pytest.raises(ValueError, match=field):
         ModelConfig(**kwargs)
 
@@ -193,27 +195,120 @@ def test_recompute_matches_plain_backward() -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_res_only_ablation_cannot_separate_copied_streams() -> None:
-    """Documents a property of Table 1's "H_res only" row under copied input streams.
+@pytest.mark.parametrize("residual", ["hc", "mhc"])
+def test_res_only_ablation_keeps_copied_streams_identical_through_training(residual: str) -> None:
+    """Table 1's "H_res only" row under the paper's fixed H_pre = 1/n, H_post = 1.
 
-    With H_pre = 1/n and H_post = 1 fixed, every stream receives the same update, and a
-    row-stochastic H_res maps equal streams to themselves: the streams stay copies, so
-    this row equals the baseline whatever H_res learns (see README, ablation caveat).
+    The embedding is copied into the n streams; with symmetric reads and writes every
+    stream gets the same gradient, so training keeps the streams exact copies (spread 0).
+    mHC's row-stochastic H_res then maps the streams to themselves (the baseline); HC's
+    unconstrained H_res only scales the carry by its row sum (a learned residual gate).
     """
-    model = make("mhc", 4, maps=("res",))
-    with torch.no_grad():
-        for p in model.map_parameters():
-            p.add_(torch.randn_like(p))
-    outputs, _ = _layer_outputs(model, tokens())
-    for out in outputs:
-        torch.testing.assert_close(out, out[..., :1, :].expand_as(out), rtol=1e-5, atol=1e-6)
+    from mhc_bench.probes import probe_model
+
+    model = make(residual, 4, maps=("res",))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    idx = tokens(4)
+    for _ in range(5):
+        opt.zero_grad()
+        model(idx, idx)[1].backward()
+        opt.step()
+    moved = sum((p - q).abs().sum() for p, q in zip(model.map_parameters(),
+                                                      make(residual, 4, maps=("res",)).map_parameters(),
+                                                      strict=True))
+    assert moved > 0  # the maps did train
+    assert probe_model(model, idx)["max_stream_spread"] < 1e-6
 
 
-@pytest.mark.parametrize(("pre_init", "symmetric"), [("uniform", True), ("one_hot", False)])
-def test_pre_init_decides_whether_streams_get_different_gradients(pre_init: str, symmetric: bool) -> None:
-    model = make("mhc", 4, pre_init=pre_init, alpha_init=0.0)  # no dynamic part: static maps only
+def test_full_mhc_separates_the_copied_streams() -> None:
+    """The control for the test above: with every map learned the streams do move apart."""
+    from mhc_bench.probes import probe_model
+
+    model = make("mhc", 4)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    idx = tokens(4)
+    for _ in range(5):
+        opt.zero_grad()
+        model(idx, idx)[1].backward()
+        opt.step()
+    assert probe_model(model, idx)["max_stream_spread"] > 1e-3
+
+
+def test_one_hot_and_uniform_static_pre_give_the_same_first_layer_at_init() -> None:
+    """With copied streams H_pre x is a scalar times the embedding and F's pre-norm removes it."""
+    from mhc_bench import map_init
+
     idx = tokens()
-    model(idx, idx)[1].backward()
-    grad = model.layers[1].maps.b_post.grad
-    same = torch.allclose(grad, grad[:1].expand_as(grad), rtol=1e-4, atol=1e-9)
-    assert same is symmetric
+    a = make("mhc", 4, init="megatron")
+    b = make("mhc", 4, init="megatron")
+    with torch.no_grad():
+        b.layers[0].maps.b_pre.copy_(map_init.pre_logits(map_init.PRESETS["lucidrains"], 4, 0))
+    outs = []
+    for model in (a, b):
+        outs.append([])
+        hook = model.layers[0].register_forward_hook(lambda _m, _i, out, o=outs[-1]: o.append(out))
+        model(idx)
+        hook.remove()
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_identity_logit_h_res_shrinks_stream_differences(n: int) -> None:
+    """Sinkhorn of identity logits is a I + b 11^T: differences between streams shrink by
+    a = (e - 1) / (e + n - 1) per layer (0.359 at n = 4, about 3x)."""
+    from mhc_bench.ops import sinkhorn_knopp
+
+    h = sinkhorn_knopp(torch.eye(n, dtype=torch.float64), 20)
+    x = torch.randn(n, 5, dtype=torch.float64)
+    centred = lambda t: t - t.mean(dim=0)  # noqa: E731
+    ratio = centred(h @ x).norm() / centred(x).norm()
+    e = torch.e
+    torch.testing.assert_close(ratio.item(), (e - 1) / (e + n - 1))
+
+
+@pytest.mark.parametrize("preset", ["megatron", "liger", "lucidrains", "near_identity"])
+def test_init_presets_give_the_documented_initial_maps(preset: str) -> None:
+    """The table in mhc_bench.map_init's docstring, checked on the static part of the maps."""
+    import math
+
+    from mhc_bench.ops import sinkhorn_knopp
+
+    n = 4
+    model = make("mhc", n, init=preset)
+    maps = model.layers[1].maps
+    sig = torch.sigmoid
+    pre, post = sig(maps.b_pre.detach()), 2 * sig(maps.b_post.detach())
+    res = sinkhorn_knopp(maps.b_res.detach().double(), 20)
+    diag = {"megatron": 1 / n, "liger": 1 / n, "lucidrains": math.e / (math.e + n - 1), "near_identity": 0.99}
+    torch.testing.assert_close(res.diagonal(), torch.full((n,), diag[preset], dtype=torch.float64))
+    torch.testing.assert_close(res.sum(-1), torch.ones(n, dtype=torch.float64))
+    if preset == "lucidrains":
+        assert pre.argmax().item() == 1 and abs(pre.max().item() - sig(torch.tensor(1.0)).item()) < 1e-6
+        torch.testing.assert_close(post, torch.full((n,), 2 * sig(torch.tensor(1.0)).item()))
+        assert torch.count_nonzero(maps.phi) == 0
+    else:
+        torch.testing.assert_close(pre, torch.full((n,), 0.5))
+        torch.testing.assert_close(post, torch.ones(n))
+        assert torch.count_nonzero(maps.phi) == maps.phi.numel()
+    alpha = 1.0 if preset == "liger" else model.cfg.alpha_init
+    assert all(a.item() == pytest.approx(alpha) for a in maps.alpha.values())
+
+
+@pytest.mark.parametrize("merge", ["sum", "mean", "learned"])
+def test_stream_merges_start_equivalent_after_the_final_norm(merge: str) -> None:
+    """mean and the learned head (equal weights at init) only rescale the sum: the same logits
+    once the final norm's epsilon (1e-6, small next to the squared activations) is out of the way."""
+    idx = tokens()
+    base = make("mhc", 4)
+    model = make("mhc", 4, merge=merge)
+    model.load_state_dict(base.state_dict(), strict=False)
+    base.ln_f.eps = model.ln_f.eps = 1e-30
+    torch.testing.assert_close(model(idx)[0], base(idx)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_learned_merge_weights_the_streams() -> None:
+    model = make("mhc", 4, merge="learned")
+    x = torch.randn(2, 3, 4, TINY["d_model"])
+    with torch.no_grad():
+        model.merge.bias.copy_(torch.tensor([20.0, -20.0, -20.0, -20.0]))  # keep stream 0 only
+    torch.testing.assert_close(model.merge(x), x[..., 0, :], rtol=1e-5, atol=1e-5)

@@ -40,9 +40,48 @@ def test_composites_are_ordered_products() -> None:
 def test_scaled_identity_gains_compound() -> None:
     maps = (2.0 * torch.eye(3)).expand(4, 2, 5, 3, 3)
     g = amax_gain(maps)
-    assert g["composite_fwd"] == [2.0, 4.0, 8.0, 16.0]
+    assert g["composite_fwd"] == [16.0, 8.0, 4.0, 2.0]  # suffix products Q_l, the paper's
     assert g["composite_bwd"] == [16.0, 8.0, 4.0, 2.0]
+    assert g["prefix_fwd"] == [2.0, 4.0, 8.0, 16.0]  # prefix products P_l, an extra
     assert g["max_composite_fwd"] == 16.0 and g["layer0_fwd"] == 2.0
+
+
+def test_composite_gains_are_of_the_suffix_product_on_signed_random_maps() -> None:
+    """Both composite gains of Q_l = H_{L-1} ... H_l, computed by hand per token then averaged."""
+    torch.manual_seed(5)
+    L, tokens, n = 4, 3, 3
+    maps = torch.randn(L, 1, tokens, n, n, dtype=torch.float64)
+    g = amax_gain(maps)
+    for layer in range(L):
+        fwd, bwd, prefix = [], [], []
+        for t in range(tokens):
+            Q = torch.eye(n, dtype=torch.float64)
+            for i in range(layer, L):
+                Q = maps[i, 0, t] @ Q
+            P = torch.eye(n, dtype=torch.float64)
+            for i in range(layer + 1):
+                P = maps[i, 0, t] @ P
+            fwd.append(Q.sum(dim=1).abs().max().item())
+            bwd.append(Q.sum(dim=0).abs().max().item())
+            prefix.append(P.sum(dim=1).abs().max().item())
+        assert math.isclose(g["composite_fwd"][layer], sum(fwd) / tokens, rel_tol=1e-12)
+        assert math.isclose(g["composite_bwd"][layer], sum(bwd) / tokens, rel_tol=1e-12)
+        assert math.isclose(g["prefix_fwd"][layer], sum(prefix) / tokens, rel_tol=1e-12)
+    # the prefix and suffix profiles differ on signed maps, and share only the full product
+    assert g["composite_fwd"] != g["prefix_fwd"]
+    assert math.isclose(g["composite_fwd"][0], g["prefix_fwd"][-1], rel_tol=1e-12)
+
+
+def test_stream_spread_is_zero_for_copies_and_scale_free() -> None:
+    from mhc_bench.probes import stream_spread
+
+    e = torch.randn(2, 5, 1, 8)
+    assert torch.all(stream_spread(e.expand(2, 5, 4, 8)) < 1e-7)
+    x = torch.randn(2, 5, 4, 8)
+    torch.testing.assert_close(stream_spread(3.0 * x), stream_spread(x))
+    # two opposite streams: the mean is 0, every bit of the norm is spread
+    pair = torch.stack([e[..., 0, :], -e[..., 0, :]], dim=-2)
+    torch.testing.assert_close(stream_spread(pair), torch.ones(2, 5, dtype=torch.float64))
 
 
 def test_gains_are_per_token_then_averaged() -> None:
@@ -62,7 +101,7 @@ def test_doubly_stochastic_products_stay_bounded() -> None:
 def test_grad_norms_split_maps_from_the_rest() -> None:
     from mhc_bench.model import GPT, ModelConfig
 
-    cfg = ModelConfig(vocab_size=20, n_layer=1, d_model=8, n_head=2, seq_len=6, residual="mhc", n_streams=2)
+    cfg = ModelConfig(vocab_size=20, n_layer=1, d_model=8, n_head=2, seq_len=6, variant="mhc", n_streams=2)
     model = GPT(cfg)
     idx = torch.randint(0, 20, (2, 6))
     model(idx, idx)[1].backward()

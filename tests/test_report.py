@@ -17,10 +17,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+from cell_records import cell_config, eval_record, metrics_record, write_cell
+
+from mhc_bench import cellfolder as cf
 from mhc_bench.report import tables
 from mhc_bench.report.build import build_report
 from mhc_bench.report.rules import RULES, Evidence
@@ -28,266 +30,103 @@ from mhc_bench.report.stats import difference, estimate, t975
 
 PROFILE = "quick"
 PNG = b"\x89PNG\r\n\x1a\n"
-TASKS = {"mmlu_style": ("acc", 0.25), "gsm8k_style": ("exact_match", 0.0)}
+# suite -> (metric, chance); the generation task has no chance level
+TASKS = {"mmlu_style": ("acc", 0.25), "gsm8k_style": ("exact_match", None)}
 
-# cell id -> (variant, n, seed, maps, metrics overrides, eval scores or None / "skip")
+# name -> (variant, n, seed, maps, metrics overrides, eval scores or None / "skip")
 CELLS: dict[str, tuple[str, int, int, list[str], dict[str, Any], Any]] = {
-    "baseline-n1-d64-L2-s0-aaaaaa": (
-        "baseline",
-        1,
-        0,
-        ["res", "pre", "post"],
-        {"final_val_loss": 3.00, "step_time_ms": 10.0},
-        {"mmlu_style": 0.25},
-    ),
-    "baseline-n1-d64-L2-s1-aaaaab": (
-        "baseline",
-        1,
-        1,
-        ["res", "pre", "post"],
-        {"final_val_loss": 3.02, "step_time_ms": 10.4},
-        {"mmlu_style": 0.26},
-    ),
-    "hc-n4-d64-L2-s0-bbbbbb": (
-        "hc",
-        4,
-        0,
-        ["res", "pre", "post"],
-        {
-            "final_val_loss": 2.99,
-            "step_time_ms": 12.0,
-            "max_single_fwd": 1.8,
-            "max_single_bwd": 1.6,
-            "max_composite_fwd": 8.0,
-            "max_composite_bwd": 6.0,
-            "layer0_fwd": 3.0,
-        },
-        {"mmlu_style": 0.245},
-    ),
-    "hc-n4-d64-L2-s1-bbbbbc": (
-        "hc",
-        4,
-        1,
-        ["res", "pre", "post"],
-        {
-            "status": "diverged",
-            "diverged_step": 40,
-            "diverged_reason": "gain ceiling",
-            "final_val_loss": None,
-            "final_train_loss": float("nan"),
-            "final_val_ppl": None,
-            "step_time_ms": 12.4,
-            "max_single_fwd": 40.0,
-            "max_single_bwd": 30.0,
-            "max_composite_fwd": 5.0e6,
-            "max_composite_bwd": 2.0e6,
-            "layer0_fwd": 900.0,
-            "spike_count": 2,
-        },
-        "skip",
-    ),
-    "mhc-n4-d64-L2-s0-cccccc": (
-        "mhc",
-        4,
-        0,
-        ["res", "pre", "post"],
-        {"final_val_loss": 2.98, "step_time_ms": 13.0, "max_composite_fwd": 1.3},
-        {"mmlu_style": 0.255},
-    ),
-    "mhc-n4-d64-L2-s1-cccccd": (
-        "mhc",
-        4,
-        1,
-        ["res", "pre", "post"],
-        {"final_val_loss": 3.03, "step_time_ms": 13.4, "max_composite_fwd": 1.35},
-        {"mmlu_style": 0.25},
-    ),
-    "mhc-n4-d64-L2-s0-dd0000": ("mhc", 4, 0, [], {"final_val_loss": 3.01}, {"mmlu_style": 0.25}),
-    "mhc-n4-d64-L2-s0-dd0001": ("mhc", 4, 0, ["res"], {"final_val_loss": 2.995}, {"mmlu_style": 0.25}),
-    "mhc-n4-d64-L2-s0-dd0002": ("mhc", 4, 0, ["pre", "res"], {"final_val_loss": 2.99}, None),  # no eval.json
-    "mhc-n2-d64-L2-s0-eeeeee": ("mhc", 2, 0, ["res", "pre", "post"], {}, None),  # never trained
+    "base0": ("baseline", 1, 0, ["res", "pre", "post"], {"final_val_loss": 3.00, "step_time_ms": 10.0},
+              {"mmlu_style": 0.25}),
+    "base1": ("baseline", 1, 1, ["res", "pre", "post"], {"final_val_loss": 3.02, "step_time_ms": 10.4},
+              {"mmlu_style": 0.26}),
+    "hc0": ("hc", 4, 0, ["res", "pre", "post"],
+            {"final_val_loss": 2.99, "step_time_ms": 12.0, "max_single_fwd": 1.8, "max_single_bwd": 1.6,
+             "max_composite_fwd": 8.0, "max_composite_bwd": 6.0, "layer0_fwd": 3.0, "max_prefix_fwd": 7.0},
+            {"mmlu_style": 0.245}),
+    "hc1": ("hc", 4, 1, ["res", "pre", "post"],
+            {"status": "diverged", "diverged_step": 40, "diverged_reason": "gain ceiling",
+             "final_val_loss": None, "final_train_loss": None, "step_time_ms": 12.4, "steps_done": 40,
+             "max_single_fwd": 40.0, "max_single_bwd": 30.0, "max_composite_fwd": 5.0e6,
+             "max_composite_bwd": 2.0e6, "layer0_fwd": 900.0, "max_prefix_fwd": 4.0e6, "spike_count": 2},
+            "skip"),
+    "mhc0": ("mhc", 4, 0, ["res", "pre", "post"],
+             {"final_val_loss": 2.98, "step_time_ms": 13.0, "max_composite_fwd": 1.3}, {"mmlu_style": 0.255}),
+    "mhc1": ("mhc", 4, 1, ["res", "pre", "post"],
+             {"final_val_loss": 3.03, "step_time_ms": 13.4, "max_composite_fwd": 1.35}, {"mmlu_style": 0.25}),
+    "none0": ("mhc", 4, 0, [], {"final_val_loss": 3.01}, {"mmlu_style": 0.25}),
+    "res0": ("mhc", 4, 0, ["res"], {"final_val_loss": 2.995}, {"mmlu_style": 0.25}),
+    "respre0": ("mhc", 4, 0, ["pre", "res"], {"final_val_loss": 2.99}, None),  # no eval.json
+    "untrained": ("mhc", 2, 0, ["res", "pre", "post"], {}, None),  # never trained
 }
-UNTRAINED = "mhc-n2-d64-L2-s0-eeeeee"
-NO_RUN = "baseline-n1-d64-L2-s1-aaaaab"
-ORPHAN = "hc-n4-d64-L2-s9-ffffff"
+UNTRAINED, NO_RUN = "untrained", "base1"
+ORPHAN = "hc-n4-d64-b2-s9-ffffff"
 # Groups: baseline; hc n4; mhc n2; mhc n4 x {none, res, res+pre, res+pre+post}.
 N_GROUPS = 7
 
 
-def _metrics(cid: str, variant: str, n: int, seed: int, over: dict[str, Any]) -> dict[str, Any]:
-    base = {
-        "cell_id": cid,
-        "status": "completed",
-        "diverged_step": None,
-        "diverged_reason": None,
-        "steps_done": 100,
-        "final_train_loss": over.get("final_val_loss", 3.0) or 3.0,
-        "final_val_loss": 3.0,
-        "final_val_ppl": math.exp(over.get("final_val_loss") or 3.0),
-        "tokens_seen": 51200,
-        "wall_time_s": 1.0,
-        "tokens_per_s": 5120.0 / (over.get("step_time_ms", 10.0) / 10),
-        "step_time_ms": 10.0,
-        "peak_mem_mb": 200.0,
-        "max_single_fwd": 1.0,
-        "max_single_bwd": 1.02,
-        "max_composite_fwd": 1.0,
-        "max_composite_bwd": 1.1,
-        "layer0_fwd": 1.0,
-        "layer0_bwd": 1.0,
-        "min_composite_min_col": 0.8,
-        "max_grad_norm": 1.5,
-        "max_grad_norm_maps": 0.2,
-        "spike_count": 0,
-        "n_params": 100000,
-        "mlflow_run_id": None,
-        "mlflow_tracking_uri": None,
-        "mlflow_experiment": PROFILE,
-        "config_hash": cid[-6:] * 2,
-        "variant": variant,
-        "n_streams": n,
-        "seed": seed,
-    }
-    if variant == "baseline":
-        base.update(
-            {
-                k: 1.0
-                for k in (
-                    "max_single_fwd",
-                    "max_single_bwd",
-                    "max_composite_fwd",
-                    "max_composite_bwd",
-                    "min_composite_min_col",
-                )
-            }
-        )
-    base.update(over)
-    return base
+def cell_ids() -> dict[str, str]:
+    """name -> cell id (ids are the trainer's: readable part + config hash)."""
+    from mhc_bench.train.config import cell_id
+
+    return {name: cell_id(cell_config(v, n, seed, maps)) for name, (v, n, seed, maps, _, _) in CELLS.items()}
 
 
-def _history(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    last = metrics["diverged_step"] or 100
+IDS = cell_ids()
+
+
+def _history(metrics: Any) -> list[dict[str, Any]]:
+    last = metrics.diverged_step or 100
     out = []
     for step in range(0, last + 1, 20):
         frac = step / 100
-        grad = 50.0 if metrics["status"] == "diverged" and step == last else 1.0 + 0.1 * frac
-        out.append(
-            {
-                "step": step,
-                "train_loss": 6.0 - 3.0 * frac,
-                "val_loss": None if step % 40 else 6.1 - 3 * frac,
-                "max_composite_fwd": metrics["max_composite_fwd"] * (0.5 + 0.5 * frac),
-                "max_composite_bwd": metrics["max_composite_bwd"],
-                "layer0_fwd": metrics["layer0_fwd"],
-                "grad_norm": grad,
-                "grad_norm_maps": 0.1,
-            }
-        )
+        grad = 50.0 if metrics.status == "diverged" and step == last else 1.0 + 0.1 * frac
+        out.append({"step": step, "train_loss": 6.0 - 3.0 * frac,
+                    "val_loss": None if step % 40 else 6.1 - 3 * frac,
+                    "max_composite_fwd": metrics.max_composite_fwd * (0.5 + 0.5 * frac),
+                    "max_composite_bwd": metrics.max_composite_bwd, "layer0_fwd": metrics.layer0_fwd,
+                    "grad_norm": grad, "grad_norm_maps": 0.1, "probe_version": metrics.probe_version})
     return out
 
 
 def make_results(root: Path, with_mlflow: bool = True) -> Path:
-    """Write the hand-made profile results under ``root/quick`` and return that folder."""
+    """Write the profile results under ``root/quick`` through the product's writers."""
     res = root / PROFILE
+    res.mkdir(parents=True)
     uri = f"sqlite:///{res / 'mlflow.db'}"
     client = exp_id = None
     if with_mlflow:
         from mlflow.tracking import MlflowClient
 
-        res.mkdir(parents=True)
         client = MlflowClient(tracking_uri=uri)
         exp_id = client.create_experiment(PROFILE)
         orphan = client.create_run(exp_id, run_name=ORPHAN)
         client.set_terminated(orphan.info.run_id)
-    for cid, (variant, n, seed, maps, over, scores) in CELLS.items():
-        folder = res / "cells" / cid
-        folder.mkdir(parents=True)
-        cfg = {
-            "profile": PROFILE,
-            "name": cid,
-            "model": {
-                "residual": variant,
-                "n_streams": n,
-                "d_model": 64,
-                "n_layer": 2,
-                "n_head": 2,
-                "maps": maps,
-                "seq_len": 64,
-            },
-            "data": {},
-            "train": {"lr": 1e-3, "seed": seed, "steps": 100, "batch_size": 8},
-            "tracking": {"tracking_uri": uri, "experiment": PROFILE},
-        }
-        (folder / "cell.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    for name, (variant, n, seed, maps, over, scores) in CELLS.items():
+        cfg = cell_config(variant, n, seed, maps, tracking_uri=uri)
+        cid = IDS[name]
         run_id = None
-        if client is not None and cid != NO_RUN:
-            run = client.create_run(exp_id, run_name=cid)
-            run_id = run.info.run_id
-        if cid == UNTRAINED:
+        if client is not None and name != NO_RUN:
+            run_id = client.create_run(exp_id, run_name=cid).info.run_id
+        if name == UNTRAINED:
+            write_cell(res / "cells", cfg, None, trained=False)
             continue
-        m = _metrics(cid, variant, n, seed, over)
-        m.update(mlflow_run_id=run_id, mlflow_tracking_uri=uri)
-        (folder / "metrics.json").write_text(json.dumps(m))
-        (folder / "history.json").write_text(json.dumps(_history(m)))
-        top = m["max_composite_fwd"]
-        (folder / "gains.json").write_text(
-            json.dumps(
-                {
-                    "single_fwd": [m["max_single_fwd"]] * 4,
-                    "single_bwd": [m["max_single_bwd"]] * 4,
-                    "composite_fwd": [top, top * 0.8, top * 0.6, 1.0],
-                    "composite_bwd": [m["max_composite_bwd"]] * 4,
-                    "single_min_col": [1.0] * 4,
-                    "composite_min_col": [m["min_composite_min_col"]] * 4,
-                }
-            )
-        )
+        metrics = metrics_record(cfg, **over, mlflow_run_id=run_id,
+                                 mlflow_tracking_uri=uri if run_id else None)
+        folder = write_cell(res / "cells", cfg, metrics, _history(metrics))
         if scores == "skip":
-            (folder / "eval.json").write_text(json.dumps({"status": "skipped", "reason": "diverged"}))
+            cf.write_eval(folder, eval_record(cid, {}, status="skipped", reason="the cell diverged"))
         elif scores is not None:
-            tasks = {
-                t: {
-                    "metric": metric,
-                    "value": scores.get(t, 0.0),
-                    "stderr": 0.02 if chance else 0.0,
-                    "n": 400,
-                    "chance": chance,
-                }
-                for t, (metric, chance) in TASKS.items()
-            }
-            (folder / "eval.json").write_text(json.dumps({"tasks": tasks, "extra": "ignored"}))
+            cf.write_eval(folder, eval_record(cid, {
+                t: (metric, scores.get(t, 0.0), 0.02 if chance else 0.0, chance)
+                for t, (metric, chance) in TASKS.items()}))
     bench = {
         "rows": [
-            {
-                "variant": "baseline",
-                "n": 1,
-                "d_model": 256,
-                "path": "torch",
-                "step_time_ms": 20.0,
-                "tokens_per_s": 1000.0,
-                "peak_mem_mb": 300.0,
-                "ratio_to_baseline": 1.0,
-            },
-            {
-                "variant": "mhc",
-                "n": 4,
-                "d_model": 256,
-                "path": "torch",
-                "step_time_ms": 27.0,
-                "tokens_per_s": 740.0,
-                "peak_mem_mb": 420.0,
-                "ratio_to_baseline": 1.35,
-            },
-            {
-                "variant": "mhc",
-                "n": 4,
-                "d_model": 256,
-                "path": "compile",
-                "step_time_ms": 24.0,
-                "tokens_per_s": 830.0,
-                "peak_mem_mb": 400.0,
-                "ratio_to_baseline": 1.2,
-            },
+            {"variant": "baseline", "n": 1, "d_model": 256, "path": "torch", "step_time_ms": 20.0,
+             "tokens_per_s": 1000.0, "peak_mem_mb": 300.0, "ratio_to_baseline": 1.0},
+            {"variant": "mhc", "n": 4, "d_model": 256, "path": "torch", "step_time_ms": 27.0,
+             "tokens_per_s": 740.0, "peak_mem_mb": 420.0, "ratio_to_baseline": 1.35},
+            {"variant": "mhc", "n": 4, "d_model": 256, "path": "compile", "step_time_ms": 24.0,
+             "tokens_per_s": 830.0, "peak_mem_mb": 400.0, "ratio_to_baseline": 1.2},
         ],
         "hardware": {"device": "cpu", "cpu": "test-cpu x2"},
         "versions": {"torch": "2.13.0"},
@@ -310,37 +149,37 @@ def _summary(built: dict[str, Any]) -> pd.DataFrame:
 
 def test_summary_has_one_row_per_cell_with_grid_metrics_and_eval(built: dict[str, Any]) -> None:
     s = _summary(built)
-    assert sorted(s.index) == sorted(CELLS)
-    row = s.loc["mhc-n4-d64-L2-s0-cccccc"]
+    assert sorted(s.index) == sorted(IDS.values())
+    row = s.loc[IDS["mhc0"]]
     assert (row["variant"], row["n"], row["scale"], row["seed"], row["maps"]) == (
         "mhc",
         4,
-        "d64-L2",
+        "d64-b2",
         0,
         "res+pre+post",
     )
     assert row["lr"] == pytest.approx(1e-3) and row["final_val_loss"] == pytest.approx(2.98)
-    assert row["eval.mmlu_style"] == pytest.approx(0.255) and row["eval.mmlu_style.chance"] == 0.25
+    assert row["eval.mmlu_style:acc"] == pytest.approx(0.255) and row["eval.mmlu_style:acc.chance"] == 0.25
     # map sets are labelled by list content, whatever the order in cell.yaml
-    assert s.loc["mhc-n4-d64-L2-s0-dd0000", "maps"] == "none"
-    assert s.loc["mhc-n4-d64-L2-s0-dd0002", "maps"] == "res+pre"
-    assert s.loc["hc-n4-d64-L2-s1-bbbbbc", "status"] == "diverged"
-    assert math.isnan(s.loc["hc-n4-d64-L2-s1-bbbbbc", "final_val_loss"])
-    assert not s.loc[UNTRAINED, "has_metrics"] and math.isnan(s.loc[UNTRAINED, "final_val_loss"])
-    assert not s.loc[NO_RUN, "in_mlflow"] and s.loc["hc-n4-d64-L2-s0-bbbbbb", "in_mlflow"]
+    assert s.loc[IDS["none0"], "maps"] == "none"
+    assert s.loc[IDS["respre0"], "maps"] == "res+pre"
+    assert s.loc[IDS["hc1"], "status"] == "diverged"
+    assert math.isnan(s.loc[IDS["hc1"], "final_val_loss"])
+    assert not s.loc[IDS[UNTRAINED], "has_metrics"] and math.isnan(s.loc[IDS[UNTRAINED], "final_val_loss"])
+    assert not s.loc[IDS[NO_RUN], "in_mlflow"] and s.loc[IDS["hc0"], "in_mlflow"]
 
 
 def test_missing_and_mlflow_mismatches_are_listed(built: dict[str, Any]) -> None:
     found = {(p.cell_id, p.kind) for p in built["problems"]}
-    assert (NO_RUN, "no MLflow run") in found
+    assert (IDS[NO_RUN], "no MLflow run") in found
     assert (ORPHAN, "MLflow run without cell folder") in found
-    assert ("mhc-n4-d64-L2-s0-dd0002", "no eval.json") in found
-    assert (UNTRAINED, "no metrics.json") in found
-    assert ("hc-n4-d64-L2-s1-bbbbbc", "eval skipped") in found
-    assert not any(k == "no MLflow run" and c != NO_RUN for c, k in found)
+    assert (IDS["respre0"], "no eval.json") in found
+    assert (IDS[UNTRAINED], "no metrics.json") in found
+    assert (IDS["hc1"], "eval skipped") in found
+    assert not any(k == "no MLflow run" and c != IDS[NO_RUN] for c, k in found)
     md = built["report_md"].read_text()
     missing = md.split("## Missing / inconsistent")[1].split("\n## ")[0]
-    for cid in (NO_RUN, ORPHAN, "mhc-n4-d64-L2-s0-dd0002", UNTRAINED):
+    for cid in (IDS[NO_RUN], ORPHAN, IDS["respre0"], IDS[UNTRAINED]):
         assert cid in missing
     assert built["tracking"].status == "checked"
 
@@ -401,7 +240,7 @@ def test_claim_verdicts_follow_the_numbers(built: dict[str, Any]) -> None:
     }
     assert {k: v["verdict"] for k, v in card.items()} == expected
     assert "CI overlaps 0" in card["C5"]["reason"]
-    assert "at-chance accuracy" in card["C8"]["reason"]
+    assert "no signal" in card["C8"]["reason"]
     assert "no fused kernels" in card["C9"]["reason"]
     assert "diverged at step 40" in card["C4"]["reason"]
     assert "d_model 64" in card["C1"]["scale_tested"] and "seeds 2" in card["C1"]["scale_tested"]
@@ -415,6 +254,7 @@ def test_plots_are_png_and_embedded(built: dict[str, Any]) -> None:
     names = {p.name for p in built["plots"]}
     assert names == {
         "composite_gain_per_layer.png",
+        "stream_spread_per_layer.png",
         "gain_over_steps.png",
         "loss_curves.png",
         "grad_norm.png",
@@ -423,7 +263,7 @@ def test_plots_are_png_and_embedded(built: dict[str, Any]) -> None:
     for p in built["plots"]:
         assert p.parent.name == "plots" and p.read_bytes()[:8] == PNG and p.stat().st_size > 5000
     page = built["report_html"].read_text()
-    assert page.count("data:image/png;base64,") == 5 and "<table>" in page
+    assert page.count("data:image/png;base64,") == 6 and "<table>" in page
 
 
 def test_rerun_is_deterministic(built: dict[str, Any]) -> None:
@@ -446,7 +286,7 @@ def test_without_mlflow_store_the_report_says_so(tmp_path: Path) -> None:
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     base = {
         "n": 4,
-        "scale": "d64-L2",
+        "scale": "d64-b2",
         "d_model": 64,
         "n_layer": 2,
         "maps": "res+pre+post",
@@ -528,28 +368,31 @@ def test_stats_t_quantiles_and_intervals() -> None:
 
 
 def test_malformed_files_are_reported_not_fatal(tmp_path: Path) -> None:
+    """Files that do not match their record (a half-written or hand-edited file) are listed."""
     res = tmp_path / "odd"
-    cell = res / "cells" / "mhc-n4-x"
-    cell.mkdir(parents=True)
-    metrics = {"cell_id": "mhc-n4-x", "status": "completed", "variant": "mhc", "n_streams": 4, "seed": 0}
-    (cell / "metrics.json").write_text(json.dumps({**metrics, "final_val_loss": float("nan")}))
-    (cell / "eval.json").write_text("{not json")
+    cfg = cell_config("mhc", 4, 0)
+    good = write_cell(res / "cells", cfg, metrics_record(cfg))
+    (good / "eval.json").write_text("{not json")
+    partial = res / "cells" / "mhc-n4-x"
+    partial.mkdir(parents=True)
+    (partial / "metrics.json").write_text(json.dumps({"cell_id": "mhc-n4-x", "status": "completed"}))
     other = res / "cells" / "hc-n4-y"
     other.mkdir(parents=True)
     (other / "cell.yaml").write_text("- not a mapping\n")
     out = build_report(res, tmp_path / "out")
     kinds = {(p.cell_id, p.kind) for p in out["problems"]}
     assert {
-        ("mhc-n4-x", "no cell.yaml"),
-        ("mhc-n4-x", "unreadable eval.json"),
-        ("hc-n4-y", "unreadable cell.yaml"),
+        (good.name, "unreadable eval.json"),
+        ("mhc-n4-x", "unreadable metrics.json"),
+        ("mhc-n4-x", "no config"),
+        ("hc-n4-y", "unreadable config"),
         ("hc-n4-y", "no metrics.json"),
     } <= kinds
+    detail = next(p.detail for p in out["problems"] if p.kind == "unreadable metrics.json")
+    assert "steps_done" in detail and "make reproduce" in detail
     assert out["tracking"].status == "absent"
-    assert {r["verdict"] for r in out["scorecard"]} == {"inconclusive"}
-    assert "no cells for" in {r["id"]: r for r in out["scorecard"]}["C5"]["reason"]
     summary = pd.read_csv(out["summary_csv"]).set_index("cell_id")
-    assert summary.loc["mhc-n4-x", "n"] == 4 and summary.loc["mhc-n4-x", "variant"] == "mhc"
+    assert summary.loc[good.name, "n"] == 4 and summary.loc[good.name, "variant"] == "mhc"
 
 
 def test_command_module_import_is_light() -> None:
@@ -616,3 +459,40 @@ def test_bench_environment_reads_the_benchmark_record() -> None:
     assert bench_environment({"hardware": {"device": "cuda"}, "versions": {"x": "1"}}) == (
         {"device": "cuda"}, {"x": "1"})
     assert bench_environment(None) == ({}, {})
+
+
+def test_ordered_rule_is_not_reproduced_when_the_ends_reverse_beyond_noise() -> None:
+    """Each step within noise, but the last setting worse than the first beyond it: the CI
+    excludes the paper's direction, so "not reproduced" (not "inconclusive")."""
+    rows = [{"variant": "baseline", "n": 1, "seed": s, "final_val_loss": 3.0} for s in range(3)]
+    for n, v in ((2, 2.99), (4, 3.0), (8, 3.01)):
+        rows += [{"variant": "mhc", "n": n, "seed": s, "final_val_loss": v + 0.003 * s} for s in range(3)]
+    out = RULES["gap_improves_with_n"](Evidence(_frame(rows)), variant="mhc", maps="res+pre+post")
+    assert out.verdict == "not reproduced", out.reason
+    assert "n=8 is worse than n=2 beyond seed noise" in out.reason
+
+
+def test_exact_match_at_zero_is_no_signal_never_above_chance() -> None:
+    rows = []
+    for variant, n in (("baseline", 1), ("hc", 4), ("mhc", 4)):
+        rows += [{"variant": variant, "n": n, "seed": s, "eval.gen": 0.0, "eval.gen.chance": math.nan,
+                  "eval.gen.stderr": 0.0, "eval.gen.metric": "exact_match"} for s in range(2)]
+    frame = _frame(rows)
+    table = tables.downstream_table(frame).frame
+    assert set(table["chance"]) == {"n/a"} and set(table["signal"]) == {"no signal (0)"}
+    out = RULES["downstream_beats"](Evidence(frame), variant="mhc", baseline="baseline", rival="hc",
+                                    maps="res+pre+post", chance_tol=0.0)
+    assert out.verdict == "inconclusive" and "no signal" in out.reason
+
+
+def test_stale_probe_results_are_listed_and_left_out(tmp_path: Path) -> None:
+    """A cell probed under an older definition must not mix with current gains."""
+    res = make_results(tmp_path)
+    cell = res / "cells" / IDS["mhc0"]
+    cf.write_metrics(cell, cf.read_metrics(cell).model_copy(update={"probe_version": 1}))
+    out = build_report(res, tmp_path / "out")
+    stale = [p for p in out["problems"] if p.kind == "stale probes"]
+    assert [p.cell_id for p in stale] == [IDS["mhc0"]] and "mhc-bench probe" in stale[0].detail
+    summary = pd.read_csv(out["summary_csv"]).set_index("cell_id")
+    assert math.isnan(summary.loc[IDS["mhc0"], "max_composite_fwd"])
+    assert summary.loc[IDS["mhc1"], "max_composite_fwd"] == 1.35

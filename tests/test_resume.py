@@ -23,7 +23,7 @@ STEPS = 120
 
 def tiny(store: Path) -> dict[str, Any]:
     return {
-        "model": dict(d_model=32, n_layer=2, n_head=2, seq_len=32, residual="hc", n_streams=2),
+        "model": dict(d_model=32, n_layer=2, n_head=2, seq_len=32, variant="hc", n_streams=2),
         "data": {"corpus": str(CORPUS), "tokenizer": "char"},
         # spike_window small so the spike detector's state matters across the kill
         "train": dict(steps=STEPS, batch_size=4, lr=3e-3, warmup_steps=5, probe_every=10, val_every=20,
@@ -85,3 +85,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> Non
     assert [r.info.run_name for r in runs] == [cell_id(parse_cell_config(raw))]
     assert runs[0].info.run_id == metrics["mlflow_run_id"]
     assert runs[0].info.status == "FINISHED"
+    # the steps replayed after the resume (last checkpoint -> kill) are not logged twice
+    for key in ("train/loss", "gain/max_composite_fwd", "val/loss", "grad/grad_norm"):
+        steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, key)]
+        assert steps and len(steps) == len(set(steps)), (key, steps)

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from mhc_bench.evaluation import bbh, bigbench_files, generators, gsm
 from mhc_bench.evaluation.prepare import prepare_tasks
+from mhc_bench.taskgen import bbh, bigbench_files, generators, gsm
 
 network = pytest.mark.network  # BIG-bench task files come from the bigbench sdist (downloaded once)
 
@@ -41,12 +41,63 @@ def test_gsm_items_are_consistent() -> None:
     assert len({it["question"][:20] for it in items}) > 5  # several templates in use
 
 
+def _parse(tokens: list[str], binary: dict[str, tuple[int, object]], atom: object, unary: dict) -> object:
+    """Precedence climbing over ``tokens``: an evaluator written apart from the generator's ``eval``."""
+    pos = 0
+
+    def primary() -> object:
+        nonlocal pos
+        tok = tokens[pos]
+        pos += 1
+        if tok == "(":
+            value = expression(0)
+            assert tokens[pos] == ")"
+            pos += 1
+            return value
+        if tok in unary:
+            return unary[tok](primary() if tokens[pos] == "(" else expression(unary_level))
+        return atom(tok)
+
+    unary_level = 3
+
+    def expression(min_level: int) -> object:
+        nonlocal pos
+        left = primary()
+        while pos < len(tokens) and tokens[pos] in binary and binary[tokens[pos]][0] >= min_level:
+            level, fn = binary[tokens[pos]]
+            pos += 1
+            left = fn(left, expression(level + 1))
+        return left
+
+    value = expression(0)
+    assert pos == len(tokens)
+    return value
+
+
+def eval_bool(text: str) -> bool:
+    return _parse(text.split(), {"or": (1, lambda a, b: a or b), "and": (2, lambda a, b: a and b)},
+                  {"True": True, "False": False}.__getitem__, {"not": lambda v: not v})
+
+
+def eval_arith(text: str) -> int:
+    tokens = text.replace("(", " ( ").replace(")", " ) ").split()
+    ops = {"+": (1, lambda a, b: a + b), "-": (1, lambda a, b: a - b), "*": (2, lambda a, b: a * b)}
+    return _parse(tokens, ops, int, {})
+
+
+def test_the_independent_evaluators_agree_with_hand_worked_examples() -> None:
+    assert eval_bool("not ( True ) and ( True )") is False
+    assert eval_bool("True or False and False") is True  # and binds tighter than or
+    assert eval_bool("not True or True") is True  # not binds tightest
+    assert eval_arith("((-1 + 2 * 3 - -4) * (5 - 6 * 7 + 8))") == (-1 + 6 + 4) * (5 - 42 + 8)
+
+
 def test_programmatic_answers_follow_bigbench_semantics() -> None:
     for it in bbh.first(bbh.all_stream("boolean_expressions", 0), 50):
-        assert it["target"] == str(eval(it["input"].removesuffix(" is")))
+        assert it["target"] == str(eval_bool(it["input"].removesuffix(" is")))
         assert len(it["input"].split()) == 8  # 7 tokens + "is", as in BBH
     for it in bbh.first(bbh.all_stream("multistep_arithmetic_two", 0), 50):
-        assert it["target"] == str(eval(it["input"].removesuffix(" =")))
+        assert it["target"] == str(eval_arith(it["input"].removesuffix(" =")))
 
 
 @network
@@ -168,12 +219,13 @@ def test_constant_model_scores_at_chance(suite) -> None:
     rows = suite(_stub_lm(oracle=False), limit=120)
     for name, row in rows.items():
         for metric, vals in row["metrics"].items():
-            if metric.startswith("exact_match"):
-                assert vals["value"] == 0.0 and row["chance"] is not None
+            if metric.startswith("exact_match"):  # generated answers: no chance level is claimed
+                assert vals["value"] == 0.0 and row["chance"] is None
                 continue
             chance, n = row["chance"], row["n"]
             tol = 4 * math.sqrt(chance * (1 - chance) / n)
             assert abs(vals["value"] - chance) <= tol, (name, metric, vals["value"], chance, n)
     assert rows["mhcb_mmlu_letter"]["chance"] == pytest.approx(0.25)
     assert rows["mhcb_bbh_mc_navigate"]["chance"] == pytest.approx(0.5)
-    assert rows["mhcb_gsm_arith"]["chance"] == 0.0
+    assert rows["mhcb_gsm_arith"]["chance"] is None
+    assert rows["mhcb_bbh_gen"]["chance"] is None and rows["mhcb_bbh_mc"]["chance"] is not None

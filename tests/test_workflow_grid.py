@@ -14,6 +14,7 @@ from mhc_bench.workflow.grid import (
     PROFILE_DIR,
     ProfileError,
     cell_config,
+    cell_configs,
     expand_grid,
     load_profile,
     profile_cells,
@@ -41,7 +42,7 @@ def test_baseline_only_at_n1_and_grid_is_the_product() -> None:
     base = grid[grid.variant == "baseline"]
     assert set(base.n) == {1} and len(base) == 2  # two seeds, folded from n in {2, 4}
     assert len(grid[grid.variant != "baseline"]) == 2 * 2 * 2
-    assert list(grid.columns) == ["variant", "n", "scale", "seed", "maps", "lr"]
+    assert list(grid.columns) == ["variant", "n", "scale", "seed", "maps", "lr", "data", "experiments"]
 
 
 def test_exclusions_and_lr_overrides() -> None:
@@ -61,12 +62,17 @@ def test_exclusions_and_lr_overrides() -> None:
     ("mutate", "key"),
     [
         (lambda c: c["grid"][0].update(variant=["resnet"]), "resnet"),
-        (lambda c: c["grid"][0].update(n=[0]), "minimum"),
+        (lambda c: c["grid"][0].update(n=[0]), "grid.0.n"),
         (lambda c: c.update(unknown_key=1), "unknown_key"),
         (lambda c: c["scales"]["s"].update(d_model="wide"), "wide"),
         (lambda c: c["grid"][0].update(scale=["nope"]), "grid[0].scale"),
         (lambda c: c["grid"][0].update(lr=["fast"]), "grid[0].lr"),
-        (lambda c: c.update(eval={"limit": 0}), "limit"),
+        (lambda c: c["grid"][0].update(maps=["pre+res"]), "grid.0.maps"),
+        (lambda c: c.update(eval={"limit": 0}), "eval.limit"),
+        (lambda c: c.update(model={"n_streams": 4}), "model.n_streams"),  # the grid decides n
+        (lambda c: c.update(train={"lr": 0.1}), "train.lr"),  # ... and the learning rate
+        (lambda c: c.update(train={"grad_clip": -1}), "train.grad_clip"),
+        (lambda c: c.update(data={"tokenizer": "wordpiece"}), "data.tokenizer"),
     ],
 )
 def test_bad_profile_values_name_the_key(mutate, key: str) -> None:
@@ -80,8 +86,6 @@ def test_bad_cell_values_fail_before_compute() -> None:
     raw = minimal_profile()
     raw["scales"]["s"]["n_head"] = 3  # 16 % 3 != 0
     with pytest.raises(ProfileError, match="d_model"):
-        from mhc_bench.workflow.grid import cell_configs
-
         cell_configs(validate_profile(raw))
 
 
@@ -169,4 +173,75 @@ def test_cell_command_rejects_an_unknown_id() -> None:
         [sys.executable, "-m", "mhc_bench.cli", "cell", "mhc-n9-nope"], capture_output=True, text=True,
         cwd=PROJECT_ROOT,
     )
-    assert result.returncode == 2 and "none of the profiles" in result.stdout
+    assert result.returncode == 2 and "none of the profiles" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_ablation_profiles_carry_the_hc_rows_of_table_1() -> None:
+    """The paper's Table 1 ablates HC: every profile that ablates maps has HC rows for each map set
+    it uses (mHC rows are an extension); the cells' configs list exactly those maps."""
+    for name in PROFILES:
+        cells = profile_cells(name)
+        grids = [c["grid"] for c in cells.values()]
+        ablated = {(g["variant"], g["maps"]) for g in grids if g["maps"] != "res+pre+post"}
+        if not ablated:
+            continue
+        mhc_sets = {m for v, m in ablated if v == "mhc"}
+        hc_sets = {m for v, m in ablated if v == "hc"}
+        assert hc_sets and mhc_sets <= hc_sets, (name, ablated)
+        for cell in cells.values():
+            g = cell["grid"]
+            expected = [] if g["maps"] == "none" else g["maps"].split("+")
+            assert cell["model"]["maps"] == expected
+
+
+def test_a_minimal_profile_expands_to_the_same_cells_in_the_dag_and_the_cli(tmp_path) -> None:
+    """No profile is merged over another: the DAG plans exactly the cells `mhc-bench cells` lists,
+    and a key the profile leaves out takes the schema default in both (not quick's value)."""
+    raw = minimal_profile()
+    raw["bench"] = {"enabled": False}
+    path = tmp_path / "minimal.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    listed = subprocess.run([sys.executable, "-m", "mhc_bench.cli", "cells", "--profile", str(path),
+                             "--ids-only"], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
+    ids = listed.stdout.split()
+    plan = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "1",
+                           "--configfile", str(path)], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert _job_counts(plan.stdout)["train"] == len(ids) == 10  # 2 seeds x (baseline, hc/mhc at n 2, 4)
+    assert "bench" not in _job_counts(plan.stdout)
+    one = subprocess.run([sys.executable, "-m", "snakemake", f"results/t/cells/{ids[0]}/eval.json", "-n",
+                          "--cores", "1", "--configfile", str(path)], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT)
+    assert one.returncode == 0, one.stderr[-2000:]
+
+
+def test_snakemake_without_a_profile_says_how_to_pass_one() -> None:
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"],
+                            capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert result.returncode != 0
+    assert "--configfile workflows/config/<name>.yaml" in result.stdout + result.stderr
+
+
+def test_unknown_profile_is_one_line_on_stderr() -> None:
+    result = subprocess.run([sys.executable, "-m", "mhc_bench.cli", "cells", "--profile", "nonexistent"],
+                            capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "no profile 'nonexistent'" in result.stderr
+
+
+def test_the_committed_profile_schema_is_the_exported_one() -> None:
+    from mhc_bench.workflow.profile import SCHEMA_FILE, schema_text
+
+    assert SCHEMA_FILE.read_text() == schema_text(), "run: python -m mhc_bench.workflow.profile"
+
+
+def test_experiments_label_the_cells_that_serve_them() -> None:
+    raw = minimal_profile()
+    raw["grid"].append({"experiment": "n_sweep", "variant": ["mhc"], "n": [2, 8], "scale": ["s"],
+                        "seed": [0]})
+    cells = cell_configs(validate_profile(raw))
+    by_name = {c["name"]: c for c in cells.values()}
+    assert by_name["mhc-n2-s-res+pre+post-base-base-s0"]["experiments"] == ["main", "n_sweep"]
+    assert by_name["mhc-n8-s-res+pre+post-base-base-s0"]["experiments"] == ["n_sweep"]
+    assert by_name["mhc-n4-s-res+pre+post-base-base-s1"]["experiments"] == ["main"]

@@ -45,7 +45,7 @@ def peer_rows(
     for C in widths:
         for n in [m for m in ns if m > 1]:  # the peer swaps in a plain residual at n = 1
             torch.manual_seed(0)
-            cfg = ModelConfig(d_model=C, n_head=4, n_streams=n, residual="mhc", seq_len=seq_len)
+            cfg = ModelConfig(d_model=C, n_head=4, n_streams=n, variant="mhc", seq_len=seq_len)
             branch = PreNorm(cfg, MLP(cfg)).to(device)
             ours = {p: ResidualLayer(cfg, 0, branch, stream_ops_for(p)).to(device) for p in paths}
             peer = PeerMHC(n, dim=C, branch=branch, layer_index=0).to(device)

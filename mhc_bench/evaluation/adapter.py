@@ -9,65 +9,20 @@ window of the last ``seq_len`` tokens (the model has no KV cache).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-from mhc_bench.model import GPT, ModelConfig
+from mhc_bench import cellfolder as cf
+from mhc_bench.evaluation.runner import DEFAULT_BATCH_SIZE
+from mhc_bench.model import GPT
 
-DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_GEN_TOKS = 256
-
-
-def load_cell_tokenizer(path: Path) -> Any:
-    """The cell's tokenizer: the data pipeline's loader when present, else HF ``tokenizers``."""
-    try:
-        from mhc_bench.data.tokenizer import load_tokenizer
-    except ImportError:
-        from tokenizers import Tokenizer
-
-        return _HFTokenizer(Tokenizer.from_file(str(path)))
-    return load_tokenizer(path)
-
-
-class _HFTokenizer:
-    """Adapts ``tokenizers.Tokenizer`` to ``encode``/``decode``/``eot_id``."""
-
-    def __init__(self, tok: Any) -> None:
-        self._tok = tok
-        self.vocab_size = tok.get_vocab_size()
-        self.eot_id = next((tok.token_to_id(t) for t in ("<|endoftext|>", "</s>", "<eos>")
-                            if tok.token_to_id(t) is not None), None)
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(list(ids))
-
-
-def load_cell_model(cell_dir: Path, vocab_size: int | None = None) -> GPT:
-    """``GPT`` from ``config.yaml``'s ``model:`` section and ``model.pt`` (eval mode, CPU)."""
-    cfg = yaml.safe_load((cell_dir / "config.yaml").read_text())
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    values = {k: v for k, v in cfg["model"].items() if k in fields}
-    values["maps"] = tuple(values.get("maps", ModelConfig.maps))
-    if values.get("vocab_size") is None:
-        values["vocab_size"] = vocab_size
-    if values.get("kernels") in ("triton", "compile"):
-        values["kernels"] = "auto"  # scoring does not need the training kernels; same maths
-    model = GPT(ModelConfig(**values))
-    state = torch.load(cell_dir / "model.pt", map_location="cpu", weights_only=True)
-    state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}
-    model.load_state_dict(state)
-    return model.eval()
 
 
 @register_model("mhc-bench")
@@ -85,8 +40,10 @@ class MhcLM(TemplateLM):
     ) -> None:
         super().__init__()
         if cell is not None:
-            tokenizer = load_cell_tokenizer(Path(cell) / "tokenizer.json")
-            model = load_cell_model(Path(cell), getattr(tokenizer, "vocab_size", None))
+            from mhc_bench.data.tokenizer import load_tokenizer
+
+            model, _ = cf.load_trained_model(Path(cell))
+            tokenizer = load_tokenizer(Path(cell) / cf.TOKENIZER)
         if model is None or tokenizer is None:
             raise ValueError("MhcLM needs either cell=<dir> or both model and tokenizer")
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from mhc_bench.evaluation.adapter import DEFAULT_BATCH_SIZE
-from mhc_bench.evaluation.prepare import DEFAULT_MAX_ITEMS, GROUPS
+# Literal copies of the defaults (evaluation.runner / evaluation.prepare hold the real ones, and
+# a test checks they agree) so that `mhc-bench eval --help` imports neither torch nor lm-eval.
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_MAX_ITEMS = 250
+GROUPS = ("mhcb_bbh", "mhcb_gsm", "mhcb_mmlu")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mhc_bench.errors import UserError
     from mhc_bench.evaluation.prepare import prepare_tasks
 
     if args.prepare_only:
@@ -31,20 +35,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"tasks ready in {prepared.root} (config hash {prepared.config_hash[:12]})")
         return 0
     if not args.cell:
-        print("mhc-bench eval: --cell is required (or --prepare-only)")
-        return 2
-    from mhc_bench.evaluation.runner import TaskUnavailableError, evaluate_cell
+        raise UserError("--cell is required (or --prepare-only)")
+    from mhc_bench.evaluation.runner import evaluate_cell
 
-    try:
-        record = evaluate_cell(args.cell, args.tasks, args.limit, args.batch_size, args.max_items,
-                               force=args.force)
-    except TaskUnavailableError as err:
-        print(f"mhc-bench eval: {err}")
-        return 2
-    for name, row in record["results"].items():
-        chance = "n/a" if row["chance"] is None else f"{row['chance']:.3f}"
-        scores = ", ".join(
-            f"{m}={v['value']:.3f}" for m, v in row["metrics"].items() if v["value"] is not None
-        )
-        print(f"{name:55s} n={row['n']:<4d} chance={chance:6s} {scores}")
+    record = evaluate_cell(args.cell, args.tasks, args.limit, args.batch_size, args.max_items,
+                           force=args.force)
+    if record.status == "skipped":
+        print(f"{record.cell}: not evaluated: {record.reason}")
+    for name, row in record.results.items():
+        chance = "n/a" if row.chance is None else f"{row.chance:.3f}"
+        scores = ", ".join(f"{m}={v.value:.3f}" for m, v in row.metrics.items() if v.value is not None)
+        print(f"{name:55s} n={row.n:<4d} chance={chance:6s} {scores}")
     return 0

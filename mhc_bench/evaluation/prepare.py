@@ -10,6 +10,7 @@ templates, item cap, BIG-bench sdist), so every cell shares one copy.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -20,11 +21,10 @@ from typing import Any
 
 import yaml
 
-from mhc_bench.data.fetch import DataIntegrityError, sha256_file
-from mhc_bench.evaluation import bbh, bigbench_files, generators, mmlu
+from mhc_bench.fetch import DataIntegrityError, sha256_file
 from mhc_bench.paths import data_cache_dir
+from mhc_bench.taskgen import GENERATOR_VERSION, bbh, bigbench_files, generators, mmlu
 
-GENERATOR_VERSION = 1
 DEFAULT_MAX_ITEMS = 250
 GROUPS = ("mhcb_bbh", "mhcb_gsm", "mhcb_mmlu")
 TEMPLATES = ("bbh_gen", "bbh_mc", "gsm", "mmlu", "mmlu_cloze")
@@ -45,6 +45,12 @@ class PreparedTasks:
 
 def _template_text(name: str) -> str:
     return resources.files("mhc_bench.evaluation.templates").joinpath(f"{name}.yaml").read_text()
+
+
+@functools.cache
+def is_multiple_choice(form: str) -> bool:
+    """Whether a template scores options by log-likelihood: only there does a chance level exist."""
+    return yaml.safe_load(_template_text(form)).get("output_type") == "multiple_choice"
 
 
 def _params_hash(max_items: int) -> str:

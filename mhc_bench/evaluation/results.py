@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from mhc_bench.evaluation.prepare import PreparedTasks
+from mhc_bench.evaluation.prepare import PreparedTasks, is_multiple_choice
 
 
 def _finite(x: Any) -> float | None:
@@ -25,8 +25,14 @@ def _metric_rows(entry: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return rows
 
 
-def leaf_chance(prepared: PreparedTasks, leaf: str, n: int) -> float:
-    """Mean per-item chance (1/#options, 0 for free-form) over the first ``n`` evaluated items."""
+def leaf_chance(prepared: PreparedTasks, leaf: str, n: int) -> float | None:
+    """Mean per-item chance (1/#options) over the first ``n`` evaluated items of a multiple-choice task.
+
+    ``None`` for generated answers (exact match): a model that does not know the options has
+    no meaningful chance level, so none is claimed (the report shows "n/a").
+    """
+    if not is_multiple_choice(prepared.leaves[leaf]["form"]):
+        return None
     values = []
     with open(prepared.test_file(leaf), encoding="utf-8") as handle:
         for line, _ in zip(handle, range(n), strict=False):
@@ -35,7 +41,7 @@ def leaf_chance(prepared: PreparedTasks, leaf: str, n: int) -> float:
 
 
 def summarize(results: dict[str, Any], prepared: PreparedTasks) -> dict[str, dict[str, Any]]:
-    """Rows for every evaluated leaf task and group: metrics, n, chance (``None`` when unknown)."""
+    """Rows for every evaluated leaf task and group: metrics, n, chance (``None`` when undefined)."""
     rows: dict[str, dict[str, Any]] = {}
     n_samples = results.get("n-samples", {})
     for name, entry in results["results"].items():

@@ -8,22 +8,23 @@ down because lm-eval scores move with both.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from mhc_bench.evaluation.adapter import DEFAULT_BATCH_SIZE
+from mhc_bench import cellfolder as cf
+from mhc_bench import tracking
+from mhc_bench.errors import UserError
 from mhc_bench.evaluation.prepare import DEFAULT_MAX_ITEMS, GROUPS, PreparedTasks, prepare_tasks
 from mhc_bench.paths import configure_environment
 
-EVAL_FILE = "eval.json"
+DEFAULT_BATCH_SIZE = 16
 SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234, "fewshot_random_seed": 1234}
 BOOTSTRAP_ITERS = 1000  # only non-mean metrics bootstrap; the ones used here have closed-form stderr
 
 
-class TaskUnavailableError(RuntimeError):
+class TaskUnavailableError(UserError):
     """A requested task needs data this machine cannot reach."""
 
 
@@ -58,30 +59,39 @@ def _identity(
             "seeds": SEEDS}
 
 
-def _existing(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+def _existing(cell_dir: Path, identity: dict[str, Any]) -> cf.EvalRecord | None:
+    """A complete eval.json made with the same tasks, limit, batch size and task data."""
+    done = cf.read_eval(cell_dir)
+    if done is None or not done.complete:
         return None
-    same = all(data.get(k) == v for k, v in identity.items())
-    return data if same and data.get("complete") is True else None
+    return done if all(getattr(done, k) == v for k, v in identity.items()) else None
 
 
-def _log_mlflow(cell_dir: Path, record: dict[str, Any]) -> dict[str, Any] | None:
-    """Mirror the scores into the training run named in metrics.json; None when there is none."""
-    from mhc_bench.evaluation.tracking import log_to_run
+def mlflow_metrics(rows: dict[str, cf.EvalRow]) -> dict[str, float]:
+    """Flat MLflow metric names: ``eval/<task>/<metric>`` (+ ``_stderr``), ``/chance``, ``/n``."""
+    out: dict[str, float] = {}
+    for task, row in rows.items():
+        for metric, score in row.metrics.items():
+            if score.value is not None:
+                out[f"eval/{task}/{metric}"] = score.value
+            if score.stderr is not None:
+                out[f"eval/{task}/{metric}_stderr"] = score.stderr
+        if row.chance is not None:
+            out[f"eval/{task}/chance"] = row.chance
+        out[f"eval/{task}/n"] = float(row.n)
+    return out
 
-    try:
-        metrics = json.loads((cell_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
+
+def _mirror(metrics: cf.Metrics, record: cf.EvalRecord) -> cf.EvalMirror | None:
+    """Log the scores into the cell's training run (the one metrics.json names)."""
+    ref = tracking.cell_run(metrics)
+    if ref is None:
         return None
-    run_id, uri = metrics.get("mlflow_run_id"), metrics.get("mlflow_tracking_uri")
-    if not run_id or not uri:
-        return None
-    tags = {"eval_task_config_hash": record["task_config_hash"], "eval_batch_size": record["batch_size"],
-            "eval_limit": record["limit"], "eval_lm_eval_version": record["lm_eval_version"]}
-    n = log_to_run(uri, run_id, record["results"], tags)
-    return {"run_id": run_id, "tracking_uri": uri, "n_metrics": n}
+    tags = {"eval_task_config_hash": record.task_config_hash, "eval_batch_size": record.batch_size,
+            "eval_limit": record.limit, "eval_lm_eval_version": record.lm_eval_version,
+            "eval_status": record.status}
+    n = tracking.log_metrics(ref, mlflow_metrics(record.results), 0, tags=tags)
+    return cf.EvalMirror(run_id=ref.run_id, tracking_uri=ref.tracking_uri, n_metrics=n)
 
 
 def evaluate_cell(
@@ -92,18 +102,29 @@ def evaluate_cell(
     max_items: int = DEFAULT_MAX_ITEMS,
     force: bool = False,
     log_mlflow: bool = True,
-) -> dict[str, Any]:
-    """Run ``tasks`` on the cell, write ``eval.json`` and log to MLflow; return the record."""
+) -> cf.EvalRecord:
+    """Run ``tasks`` on a finished cell, write ``eval.json`` and log to MLflow; return the record.
+
+    A diverged cell is not evaluated (its weights may be finite while its training blew
+    up): its eval.json says so, and the report shows no scores for it.
+    """
     configure_environment()
     cell_dir = Path(cell_dir)
+    metrics = cf.require_finished(cell_dir)
     tasks = list(tasks)
     prepared = prepare_tasks(max_items)
     local, builtin = split_tasks(tasks, prepared)
     check_builtin_reachable(builtin)
     identity = _identity(prepared, tasks, limit, batch_size)
-    out_path = cell_dir / EVAL_FILE
-    if not force and (done := _existing(out_path, identity)) is not None:
+    if not force and (done := _existing(cell_dir, identity)) is not None:
         return done
+    if metrics.status == "diverged":
+        reason = f"the cell diverged at step {metrics.diverged_step} ({metrics.diverged_reason})"
+        record = cf.EvalRecord(**identity, complete=True, cell=cell_dir.name, status="skipped", reason=reason,
+                               results={})
+        record.mlflow = _mirror(metrics, record) if log_mlflow else None
+        cf.write_eval(cell_dir, record)
+        return record
 
     import lm_eval
     import lm_eval.tasks
@@ -114,29 +135,16 @@ def evaluate_cell(
 
     start = time.time()
     lm = MhcLM.from_cell(cell_dir, batch_size=batch_size)
-    if not all(bool(p.isfinite().all()) for p in lm.model.parameters()):
-        # A diverged cell keeps its place in the tables: record why it has no scores.
-        record = {**identity, "complete": True, "cell": cell_dir.name, "status": "skipped",
-                  "reason": "non-finite weights (the cell diverged)", "results": {}, "mlflow": None}
-        _write_record(out_path, record)
-        return record
     manager = TaskManager(include_path=str(prepared.root / "yaml"), include_defaults=bool(builtin))
     results = lm_eval.simple_evaluate(
         model=lm, tasks=local + builtin, task_manager=manager, limit=limit, log_samples=False,
         bootstrap_iters=BOOTSTRAP_ITERS, **SEEDS,
     )
-    record = {**identity, "complete": True, "cell": cell_dir.name, "status": "completed",
-              "device": str(lm.device),
-              "max_items": max_items, "wall_time_s": round(time.time() - start, 2),
-              "results": summarize(results, prepared), "mlflow": None}
+    record = cf.EvalRecord(**identity, complete=True, cell=cell_dir.name, status="completed",
+                           device=str(lm.device), max_items=max_items,
+                           wall_time_s=round(time.time() - start, 2),
+                           results=summarize(results, prepared))
     if log_mlflow:
-        record["mlflow"] = _log_mlflow(cell_dir, record)
-    _write_record(out_path, record)
+        record.mlflow = _mirror(metrics, record)
+    cf.write_eval(cell_dir, record)
     return record
-
-
-def _write_record(out_path: Path, record: dict[str, Any]) -> None:
-    """Atomic write: an interrupted evaluation never leaves a half-written eval.json."""
-    tmp = out_path.with_name(f".{EVAL_FILE}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
-    tmp.replace(out_path)

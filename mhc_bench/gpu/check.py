@@ -9,7 +9,8 @@ Writes everything under ``<out>/<device>/`` (e.g. ``results/gpu-check/nvidia-h10
 4. ``aot/``: the ahead-of-time table for this GPU's architecture, to set against
    the committed one (``results/kernels/aot.md``);
 5. ``dryrun/``: a Snakemake dry run of two gpu-small cells (baseline, mHC);
-6. ``cell/``: one short real gpu-small mHC cell (50 steps, Triton kernels, bf16-mixed);
+6. ``cell/``: one short real gpu-small mHC cell (50 steps, Triton kernels, bf16-mixed,
+   its data budget cut to what it reads; needs the Hugging Face Hub);
 
 and ``summary.json`` / ``summary.md`` (command, exit status and time per step).
 Every step runs even if an earlier one fails; the exit status is 1 if any failed.
@@ -32,6 +33,8 @@ from mhc_bench.paths import PROJECT_ROOT
 
 BENCH_WIDTHS = ("512", "1024")  # gpu-small's d_model and the next width its bench uses
 CELL_STEPS = 50
+CELL_VAL_BATCHES = 4
+HUB_ON = {"HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0"}  # gpu-small streams FineWeb-Edu from the Hub
 
 
 def no_cuda_reason() -> str | None:
@@ -91,8 +94,12 @@ def steps(out: Path, info: dict[str, Any]) -> list[tuple[str, list[str], dict[st
     cell_dir = out / "cell"
     # Relative to the project root (the steps' working directory) when --out is relative.
     tracking = {"tracking_uri": f"sqlite:///{cell_dir / 'mlflow.db'}", "experiment": "gpu-check"}
-    cell = {**mhc, "tracking": tracking}
-    write_cell_yaml(cell, cell_dir / "config.yaml")
+    train = {**mhc["train"], "steps": CELL_STEPS, "val_batches": CELL_VAL_BATCHES}
+    tokens_per_step = int(train["batch_size"]) * int(mhc["model"]["seq_len"])
+    # A short cell streams only what it reads (twice over), not the profile's 160 M-token budget.
+    data = {**mhc["data"], "train_tokens": 2 * CELL_STEPS * tokens_per_step,
+            "val_tokens": 2 * CELL_VAL_BATCHES * tokens_per_step}
+    write_cell_yaml({**mhc, "train": train, "data": data, "tracking": tracking}, cell_dir / "config.yaml")
     parity_env = {"TRITON_INTERPRET": "0", "MHC_KERNELS_TEST_DEVICE": "cuda"}
     result = [
         ("parity", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
@@ -107,8 +114,7 @@ def steps(out: Path, info: dict[str, Any]) -> list[tuple[str, list[str], dict[st
     result += [
         ("dryrun-baseline", _cli("cell", base, "--profile", "gpu-small", "--dry-run"), {}),
         ("dryrun-mhc", _cli("cell", mhc_id, "--profile", "gpu-small", "--dry-run"), {}),
-        ("cell", _cli("train", "--config", str(cell_dir / "config.yaml"), "--out", str(cell_dir),
-                      "--steps", str(CELL_STEPS)), {}),
+        ("cell", _cli("train", "--config", str(cell_dir / "config.yaml"), "--out", str(cell_dir)), HUB_ON),
     ]
     return result
 

@@ -1,10 +1,11 @@
 """One tidy row per cell: grid columns, every metric and every eval score (``summary.csv``).
 
-Grid values come from ``cell.yaml`` (what was asked for), falling back to
-``metrics.json`` when the config is missing. ``scale`` is ``d<d_model>-L<n_layer>``
-and ``maps`` a label made from the ``model.maps`` list content (``none``, ``res``,
-``res+pre``, ``res+pre+post``; ``-`` for the baseline, which has no maps), so the report never
-depends on the profile's names for map sets.
+Grid values come from the cell's config (``config.yaml`` as trained, else ``cell.yaml``
+as asked), falling back to ``metrics.json`` when there is neither. ``scale`` is
+``d<d_model>-L<n_layer>`` and ``maps`` a label made from the ``model.maps`` list content
+(``none``, ``res``, ``res+pre``, ``res+pre+post``; ``-`` for the baseline, which has no
+maps), so the report never depends on the profile's names for map sets. Metric columns
+are the fields of :class:`mhc_bench.cellfolder.Metrics`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from mhc_bench.cellfolder import Metrics
+from mhc_bench.definitions import PROBE_VERSION
 from mhc_bench.report.cells import Cell, Problem
 
 GRID_COLUMNS = [
@@ -29,43 +32,23 @@ GRID_COLUMNS = [
     "seed",
     "maps",
     "lr",
+    "grad_clip",
+    "experiments",
     "steps",
     "batch_size",
     "seq_len",
 ]
 # Cells sharing these form one group; seeds vary inside a group.
 GROUP_KEY = ["variant", "n", "scale", "maps", "lr"]
-METRIC_KEYS = [
-    "status",
-    "diverged_step",
-    "diverged_reason",
-    "steps_done",
-    "final_train_loss",
-    "final_val_loss",
-    "final_val_ppl",
-    "tokens_seen",
-    "wall_time_s",
-    "tokens_per_s",
-    "step_time_ms",
-    "peak_mem_mb",
-    "max_single_fwd",
-    "max_single_bwd",
-    "max_composite_fwd",
-    "max_composite_bwd",
-    "layer0_fwd",
-    "layer0_bwd",
-    "min_composite_min_col",
-    "max_grad_norm",
-    "max_grad_norm_maps",
-    "spike_count",
-    "n_params",
-    "mlflow_run_id",
-    "mlflow_tracking_uri",
-    "mlflow_experiment",
-    "config_hash",
-]
-# Metrics keys that duplicate grid columns (checked against cell.yaml, not repeated).
+# Metrics fields that duplicate grid columns (checked against the config, not repeated).
 _GRID_IN_METRICS = {"cell_id": "cell_id", "variant": "variant", "n_streams": "n", "seed": "seed"}
+METRIC_KEYS = [k for k, f in Metrics.model_fields.items()
+               if k not in _GRID_IN_METRICS and f.annotation is not list[int]]
+# Probe results: blanked (and the cell listed) when measured under another probe definition.
+PROBE_COLUMNS = ("max_single_fwd", "max_single_bwd", "max_composite_fwd", "max_composite_bwd", "layer0_fwd",
+                 "layer0_bwd", "min_composite_min_col", "max_prefix_fwd", "max_stream_spread",
+                 "final_stream_spread", "peak_max_composite_fwd", "peak_max_composite_bwd",
+                 "peak_max_prefix_fwd")
 MAP_ORDER = ("res", "pre", "post")
 BASELINE_MAPS = "-"
 VARIANT_ORDER = {"baseline": 0, "hc": 1, "mhc": 2}
@@ -89,79 +72,72 @@ def _num(value: Any) -> Any:
 
 
 def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
-    cfg = cell.config or {}
-    model, train = cfg.get("model") or {}, cfg.get("train") or {}
     metrics = cell.metrics or {}
-    variant = model.get("residual", metrics.get("variant"))
-    n = model.get("n_streams", metrics.get("n_streams"))
-    seed = train.get("seed", metrics.get("seed"))
-    d_model, n_layer = model.get("d_model"), model.get("n_layer")
-    row: dict[str, Any] = {
+    cfg = cell.config
+    if cfg is None:
+        row: dict[str, Any] = {c: math.nan for c in GRID_COLUMNS}
+        row.update(cell_id=cell.cell_id, name=None, variant=metrics.get("variant"), scale="?", maps="?",
+                   n=_num(metrics.get("n_streams")), seed=_num(metrics.get("seed")))
+        return row, []
+    model, train = cfg.model, cfg.train
+    row = {
         "cell_id": cell.cell_id,
-        "name": cfg.get("name"),
-        "variant": variant,
-        "n": _num(n),
-        "scale": f"d{d_model}-L{n_layer}" if d_model is not None and n_layer is not None else "?",
-        "d_model": _num(d_model),
-        "n_layer": _num(n_layer),
-        "seed": _num(seed),
+        "name": cfg.name,
+        "variant": model.variant,
+        "n": model.n_streams,
+        "scale": f"d{model.d_model}-b{model.n_layer}",  # width and blocks (2 residual layers each)
+        "d_model": model.d_model,
+        "n_layer": model.n_layer,
+        "seed": train.seed,
         # The baseline has no maps: its list (the profile's "all") would mislead.
         # Not "n/a": pandas reads that back as NaN.
-        "maps": BASELINE_MAPS if variant == "baseline" else maps_label(model.get("maps", "?")),
-        "lr": _num(train.get("lr")),
-        "steps": _num(train.get("steps")),
-        "batch_size": _num(train.get("batch_size")),
-        "seq_len": _num(model.get("seq_len")),
+        "maps": BASELINE_MAPS if model.variant == "baseline" else maps_label(model.maps),
+        "lr": train.lr,
+        "grad_clip": train.grad_clip,
+        # "+"-joined names of the profile's experiments this cell serves (main, depth, frontier...)
+        "experiments": "+".join(cfg.experiments),
+        "steps": train.steps,
+        "batch_size": train.batch_size,
+        "seq_len": model.seq_len,
     }
     problems = []
     for key, column in _GRID_IN_METRICS.items():
-        if key == "cell_id" or key not in metrics or metrics[key] is None or row[column] is None:
+        if key == "cell_id" or metrics.get(key) is None:
             continue
         if str(metrics[key]) != str(row[column]):
-            problems.append(
-                Problem(
-                    cell.cell_id,
-                    "config/metrics mismatch",
-                    f"{key}: cell.yaml {row[column]!r}, metrics.json {metrics[key]!r}",
-                )
-            )
+            problems.append(Problem(cell.cell_id, "config/metrics mismatch",
+                                    f"{key}: config {row[column]!r}, metrics.json {metrics[key]!r}"))
     return row, problems
 
 
 def eval_scores(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``task:metric -> {metric, value, stderr, n, chance}`` from an eval.json.
+    """``task:metric -> {metric, value, stderr, n, chance}`` from an eval.json record.
 
-    The evaluator writes ``results: {task: {kind, group, n, chance, metrics: {metric:
-    {value, stderr}}}}`` (one entry per leaf task and per group); a flat ``tasks:
-    {name: {metric, value, ...}}`` mapping is accepted too (hand-made results). When
-    groups are present only they are kept (the suites: BBH gen/MC, GSM, MMLU letter/cloze).
+    Only the suites (groups: BBH gen/MC, GSM, MMLU letter/cloze) are kept when present;
+    per-task leaves stay in eval.json and MLflow.
     """
-    if isinstance(ev.get("tasks"), dict):  # the evaluator's "tasks" is the requested list
-        return dict(ev["tasks"])
+    results = ev["results"]
+    if any(row["kind"] == "group" for row in results.values()):
+        results = {task: row for task, row in results.items() if row["kind"] == "group"}
     scores: dict[str, dict[str, Any]] = {}
-    results = ev.get("results") or {}
-    # Tables show the suites (groups); per-task leaves stay in eval.json and MLflow.
-    if any(row.get("kind") == "group" for row in results.values()):
-        results = {task: row for task, row in results.items() if row.get("kind") == "group"}
     for task, row in results.items():
-        for metric, vals in (row.get("metrics") or {}).items():
-            scores[f"{task}:{metric}"] = {"metric": metric, "value": vals.get("value"),
-                                          "stderr": vals.get("stderr"), "n": row.get("n"),
-                                          "chance": row.get("chance")}
+        for metric, vals in row["metrics"].items():
+            scores[f"{task}:{metric}"] = {"metric": metric, "value": vals["value"], "stderr": vals["stderr"],
+                                          "n": row["n"], "chance": row["chance"]}
     return scores
 
 
 def _eval_columns(cell: Cell) -> dict[str, Any]:
-    ev = cell.eval or {}
-    tasks = eval_scores(ev)
-    out: dict[str, Any] = {"eval_status": ev.get("status", "done" if tasks else None)}
-    for task in sorted(tasks):
-        res = tasks[task] if isinstance(tasks[task], dict) else {"value": tasks[task]}
-        out[f"eval.{task}"] = _num(res.get("value"))
-        out[f"eval.{task}.stderr"] = _num(res.get("stderr"))
-        out[f"eval.{task}.chance"] = _num(res.get("chance"))
-        out[f"eval.{task}.n"] = _num(res.get("n"))
-        out[f"eval.{task}.metric"] = res.get("metric")
+    ev = cell.eval
+    if ev is None:
+        return {"eval_status": None}
+    out: dict[str, Any] = {"eval_status": ev["status"]}
+    for task, res in sorted(eval_scores(ev).items()):
+        out[f"eval.{task}"] = _num(res["value"])
+        out[f"eval.{task}.stderr"] = _num(res["stderr"])
+        out[f"eval.{task}.chance"] = _num(res["chance"])
+        out[f"eval.{task}.n"] = _num(res["n"])
+        out[f"eval.{task}.metric"] = res["metric"]
     return out
 
 
@@ -174,6 +150,15 @@ def cell_row(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
     for key in sorted(metrics):
         if key not in row and key not in _GRID_IN_METRICS and not isinstance(metrics[key], (dict, list)):
             row[key] = _num(metrics[key])
+    version = metrics.get("probe_version")
+    if cell.metrics is not None and version != PROBE_VERSION:
+        for key in PROBE_COLUMNS:
+            row[key] = math.nan
+        where = f"<results>/cells/{cell.folder.name}"
+        problems.append(Problem(cell.cell_id, "stale probes",
+                                f"gains measured under probe definition {version or 1}, current is "
+                                f"{PROBE_VERSION}: left out of every table; re-probe with "
+                                f"`mhc-bench probe --cell {where}` (needs model.pt) or retrain"))
     row["has_metrics"] = cell.metrics is not None
     row["has_eval"] = cell.eval is not None
     row.update(_eval_columns(cell))
@@ -213,7 +198,7 @@ MAPS_RANK = {"none": 0, "res": 1, "res+pre": 2, "res+pre+post": 3}
 
 
 def scale_key(scale: Any) -> tuple[int, ...]:
-    """``d128-L6`` sorts after ``d64-L12`` (numbers compared as numbers)."""
+    """``d128-b6`` sorts after ``d64-b12`` (numbers compared as numbers)."""
     return tuple(int(x) for x in re.findall(r"\d+", str(scale)))
 
 
@@ -225,7 +210,7 @@ def by_seed(rows: pd.DataFrame, column: str) -> dict[Any, float]:
 
 
 def group_label(key: tuple[Any, ...]) -> str:
-    """``mhc n=4 d64-L2 res+pre+post lr=0.001`` for a ``GROUP_KEY`` tuple."""
+    """``mhc n=4 d64-b2 res+pre+post lr=0.001`` for a ``GROUP_KEY`` tuple."""
     variant, n, scale, maps, lr = key
     n_txt = "?" if pd.isna(n) else int(n)
     lr_txt = "?" if pd.isna(lr) else f"{lr:g}"

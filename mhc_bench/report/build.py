@@ -14,10 +14,10 @@ from mhc_bench.report import tables
 from mhc_bench.report.aggregate import build_frame, write_summary
 from mhc_bench.report.cells import read_bench, read_cells
 from mhc_bench.report.claims import FIELDS, scorecard, write_scorecard
+from mhc_bench.report.mlflow_check import check_tracking
 from mhc_bench.report.plots import make_plots
 from mhc_bench.report.render import environment, header_lines, render_html, render_markdown
 from mhc_bench.report.rules import Evidence
-from mhc_bench.report.tracking import check_tracking
 
 
 def _scorecard_table(rows: list[dict[str, Any]]) -> tables.Table:

@@ -1,18 +1,20 @@
-"""Read one cell folder (cell.yaml, metrics.json, eval.json, history.json, gains.json).
+"""Read one cell folder through the cell folder contract (:mod:`mhc_bench.cellfolder`).
 
 Every file is optional: a cell that is missing one is still read, and the gap is
 recorded as a :class:`Problem` so the report lists it instead of dropping the cell.
-Python's ``json`` accepts the ``NaN``/``Infinity`` a diverged run may write.
+A file that exists but does not match its record is a problem too, never a crash.
+Records are kept as plain dicts (``model_dump``) for the tables.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mhc_bench import cellfolder as cf
+from mhc_bench.definitions import PROBE_LISTS, PROBE_SCALARS, PROBE_VERSION
 
 
 @dataclass(frozen=True)
@@ -26,11 +28,11 @@ class Problem:
 
 @dataclass
 class Cell:
-    """Everything known about one cell; ``None`` where its file is absent or unreadable."""
+    """Everything known about one cell; ``None`` where its file is absent or unusable."""
 
     cell_id: str
     folder: Path
-    config: dict[str, Any] | None = None
+    config: Any = None  # CellConfig: config.yaml (as trained), else cell.yaml (as asked)
     metrics: dict[str, Any] | None = None
     eval: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -38,60 +40,58 @@ class Cell:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _load(path: Path, cell: Cell, kind: str) -> Any:
-    if not path.exists():
-        return None
+def _guarded(cell: Cell, name: str, read: Callable[[], Any]) -> Any:
     try:
-        text = path.read_text()
-        return yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except (OSError, ValueError, yaml.YAMLError) as err:
-        cell.problems.append(Problem(cell.cell_id, f"unreadable {kind}", f"{type(err).__name__}: {err}"))
+        return read()
+    except cf.CellFileError as err:
+        cell.problems.append(Problem(cell.cell_id, f"unreadable {name}", err.one_line()))
         return None
 
 
-def _mapping(value: Any, cell: Cell, kind: str) -> dict[str, Any] | None:
-    if value is None or isinstance(value, dict):
-        return value
-    cell.problems.append(
-        Problem(cell.cell_id, f"unreadable {kind}", f"expected a mapping, got {type(value).__name__}")
-    )
-    return None
+def _dump(record: Any) -> dict[str, Any] | None:
+    return None if record is None else record.model_dump()
 
 
 def read_cell(folder: Path) -> Cell:
     """Read a cell folder; never raises for missing or malformed files."""
     cell = Cell(cell_id=folder.name, folder=folder)
-    cell.config = _mapping(_load(folder / "cell.yaml", cell, "cell.yaml"), cell, "cell.yaml")
-    cell.metrics = _mapping(_load(folder / "metrics.json", cell, "metrics.json"), cell, "metrics.json")
-    cell.eval = _mapping(_load(folder / "eval.json", cell, "eval.json"), cell, "eval.json")
-    cell.gains = _mapping(_load(folder / "gains.json", cell, "gains.json"), cell, "gains.json")
-    history = _load(folder / "history.json", cell, "history.json")
-    if isinstance(history, dict):  # tolerate {"history": [...]} / {"records": [...]}
-        history = history.get("history", history.get("records"))
-    cell.history = [r for r in history if isinstance(r, dict)] if isinstance(history, list) else []
+    cell.config = _guarded(cell, "config", lambda: cf.read_config(folder))
+    cell.metrics = _dump(_guarded(cell, cf.METRICS, lambda: cf.read_metrics(folder)))
+    cell.eval = _dump(_guarded(cell, cf.EVAL, lambda: cf.read_eval(folder)))
+    cell.gains = _dump(_guarded(cell, cf.GAINS, lambda: cf.read_gains(folder)))
+    history = _guarded(cell, cf.HISTORY, lambda: cf.read_history(folder)) or []
+    cell.history = [h.model_dump(exclude_none=True) for h in history]
+    _drop_stale_probes(cell)
 
     cid = cell.cell_id
-    if cell.config is None and not any(p.kind == "unreadable cell.yaml" for p in cell.problems):
-        cell.problems.append(
-            Problem(cid, "no cell.yaml", "config unknown; grid values taken from metrics.json")
-        )
-    if cell.metrics is None and not any(p.kind == "unreadable metrics.json" for p in cell.problems):
-        cell.problems.append(
-            Problem(cid, "no metrics.json", "not trained, or training failed before writing it")
-        )
-    if (
-        cell.metrics is not None
-        and cell.eval is None
-        and not any(p.kind == "unreadable eval.json" for p in cell.problems)
-    ):
-        cell.problems.append(Problem(cid, "no eval.json", "trained but not evaluated"))
-    if cell.eval is not None and cell.eval.get("status") == "skipped":
-        cell.problems.append(Problem(cid, "eval skipped", str(cell.eval.get("reason", ""))))
-    if cell.metrics is not None and cell.metrics.get("cell_id") not in (None, cid):
-        cell.problems.append(
-            Problem(cid, "cell id mismatch", f"metrics.json says {cell.metrics.get('cell_id')!r}")
-        )
+    unreadable = {p.kind for p in cell.problems}
+    if cell.config is None and "unreadable config" not in unreadable:
+        cell.problems.append(Problem(cid, "no config", f"neither {cf.CONFIG} nor {cf.CELL_YAML}; grid "
+                                     f"values taken from {cf.METRICS}"))
+    if cell.metrics is None and f"unreadable {cf.METRICS}" not in unreadable:
+        cell.problems.append(Problem(cid, f"no {cf.METRICS}", "not trained, or training failed before "
+                                     "writing it"))
+    if cell.metrics is not None and cell.eval is None and f"unreadable {cf.EVAL}" not in unreadable:
+        cell.problems.append(Problem(cid, f"no {cf.EVAL}", "trained but not evaluated"))
+    if cell.eval is not None and cell.eval["status"] == "skipped":
+        cell.problems.append(Problem(cid, "eval skipped", str(cell.eval.get("reason") or "")))
+    if cell.metrics is not None and cell.metrics["cell_id"] != cid:
+        said = cell.metrics["cell_id"]
+        cell.problems.append(Problem(cid, "cell id mismatch", f"{cf.METRICS} says {said!r}"))
     return cell
+
+
+def _drop_stale_probes(cell: Cell) -> None:
+    """Probe values measured under another definition are dropped, never mixed with current ones.
+
+    (The summary row's gain columns are blanked and the cell listed by ``aggregate``.)
+    """
+    if cell.gains is not None and cell.gains.get("probe_version") != PROBE_VERSION:
+        cell.gains = None
+    for entry in cell.history:
+        if entry.get("probe_version") != PROBE_VERSION:
+            for key in (*PROBE_SCALARS, *PROBE_LISTS):
+                entry.pop(key, None)
 
 
 def read_cells(results_dir: Path) -> list[Cell]:
@@ -104,6 +104,8 @@ def read_cells(results_dir: Path) -> list[Cell]:
 
 def read_bench(results_dir: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
     """``bench/bench.json`` if present (the overhead benchmark is optional)."""
+    import json
+
     path = results_dir / "bench" / "bench.json"
     if not path.exists():
         return None, []

@@ -150,22 +150,35 @@ def _lines(
 
 
 def composite_gain_per_layer(frame: pd.DataFrame, cells: dict[str, Cell], out: Path) -> Path:
-    """Fig. 3b / 7b analogue: composite Amax gain from each layer to the top, log y."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    """Fig. 3b / 7b analogue: composite Amax gain of Q_l (layer l to the top), log y; the prefix
+    gain of P_l (input to layer l), an extra that is not the paper's curve, in its own panel."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     _lines(
         list(axes),
         _groups(frame, cells),
         labeller(frame),
-        ["composite_fwd", "composite_bwd"],
+        ["composite_fwd", "composite_bwd", "prefix_fwd"],
         _layer_mean,
         True,
         "gains.json",
     )
-    for ax in axes:
-        ax.set_xlabel("residual layer (input -> output)")
+    titles = ["composite fwd of Q_l (paper's)", "composite bwd of Q_l (paper's)",
+              "prefix fwd of P_l (extra, not the paper's)"]
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("residual layer l (input -> output)")
         ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     axes[0].set_ylabel("Amax gain (mean over seeds)")
     return _save(fig, out / "composite_gain_per_layer.png")
+
+
+def stream_spread_per_layer(frame: pd.DataFrame, cells: dict[str, Cell], out: Path) -> Path:
+    """How far apart the n streams are after each layer (0 = copies of one vector)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _lines([ax], _groups(frame, cells), labeller(frame), ["stream_spread"], _layer_mean, False, "gains.json")
+    ax.set_title("stream spread ||x - mean_i x_i|| / ||x|| (final model)")
+    ax.set_xlabel("residual layer (output of)")
+    return _save(fig, out / "stream_spread_per_layer.png")
 
 
 def _over_steps(
@@ -235,6 +248,7 @@ def make_plots(frame: pd.DataFrame, cells: list[Cell], out: Path) -> list[Path]:
     by_id = {c.cell_id: c for c in cells}
     return [
         composite_gain_per_layer(frame, by_id, out),
+        stream_spread_per_layer(frame, by_id, out),
         gain_over_steps(frame, by_id, out),
         loss_curves(frame, by_id, out),
         grad_norm(frame, by_id, out),

@@ -16,8 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+from mhc_bench.provenance import cpu_model
 from mhc_bench.report.aggregate import bench_environment
 from mhc_bench.report.tables import Table
+from mhc_bench.tracking import relative_to_workdir
 
 _PACKAGES = (
     "mhc-bench",
@@ -30,17 +32,6 @@ _PACKAGES = (
     "pandas",
     "matplotlib",
 )
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``platform.processor()`` is empty on most Linux systems)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def environment(bench: dict[str, Any] | None) -> dict[str, dict[str, str]]:
@@ -142,7 +133,7 @@ def header_lines(
     profile: str, results_dir: Path, env: dict[str, dict[str, str]], n_cells: int, tracking_message: str
 ) -> list[str]:
     return [
-        f"- **Profile:** {profile} ({n_cells} cell folders in `{results_dir}`)",
+        f"- **Profile:** {profile} ({n_cells} cell folders in `{relative_to_workdir(results_dir)}`)",
         f"- **Hardware** ({env['source']['from']}): {_kv(env['hardware'])}",
         f"- **Versions:** {_kv(env['versions'])}",
         f"- **MLflow:** {tracking_message}",

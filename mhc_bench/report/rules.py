@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from mhc_bench.report.aggregate import GROUP_KEY, bench_environment, by_seed, eval_tasks, sorted_groups
-from mhc_bench.report.stats import Estimate, difference, estimate, fmt_estimate, fmt_num
-from mhc_bench.report.tables import at_chance, baseline_rows, loss_gap
+from mhc_bench.report.stats import Estimate, difference, estimate, fmt_estimate, fmt_num, no_signal
+from mhc_bench.report.tables import baseline_rows, loss_gap
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 
@@ -259,11 +259,12 @@ def loss_gap_negative(ev: Evidence, variant: str, maps: str) -> Outcome:
         parts.append(f"{label}: {fmt_estimate(gap, 4, signed=True)}")
         verdict = _gap_verdict(gap)
         verdicts.append(verdict)
+        ci = "" if gap.half is None else f" [{gap.low:+.4f}, {gap.high:+.4f}]"
         reasons.append(
             f"{label}: "
             + {
-                REPRODUCED: "CI below 0",
-                NOT_REPRODUCED: "CI above 0",
+                REPRODUCED: f"95 % CI{ci} below 0",
+                NOT_REPRODUCED: f"95 % CI{ci} above 0: the opposite of the paper's direction",
                 INCONCLUSIVE: "one seed, no CI"
                 if gap.half is None and gap.n
                 else ("no completed cells" if gap.n == 0 else "CI overlaps 0"),
@@ -277,11 +278,12 @@ def _ordered(points: list[tuple[str, Estimate]]) -> tuple[str, str]:
     points = [(k, e) for k, e in points if e.n > 0]
     if len(points) < 2:
         return INCONCLUSIVE, "fewer than two settings with results"
+    for (ka, ea), (kb, eb) in itertools.combinations(points, 2):  # any later setting worse beyond noise
+        if ea.half is not None and eb.half is not None and eb.low > ea.high:
+            return NOT_REPRODUCED, (f"{kb} is worse than {ka} beyond seed noise "
+                                    f"({fmt_estimate(eb, 4)} vs {fmt_estimate(ea, 4)})")
     for (ka, ea), (kb, eb) in itertools.pairwise(points):
         if eb.mean > ea.mean:
-            beyond = ea.half is not None and eb.half is not None and eb.low > ea.high
-            if beyond:
-                return NOT_REPRODUCED, f"{kb} is worse than {ka} beyond seed noise"
             return INCONCLUSIVE, f"{kb} not better than {ka} (within seed noise)"
     (k0, first), (k1, last) = points[0], points[-1]
     if first.half is not None and last.half is not None and last.high < first.low:
@@ -388,7 +390,7 @@ def downstream_beats(
             label = f"{task} n={int(n)} {scale}"
             parts.append(f"{label}: " + ", ".join(f"{v} {fmt_num(e.mean)}" for v, e in present.items()))
             if all(
-                at_chance(e, chance, None if math.isnan(stderr[v]) else stderr[v], chance_tol)
+                no_signal(e, chance, None if math.isnan(stderr[v]) else stderr[v], chance_tol)
                 for v, e in present.items()
             ):
                 at_chance_tasks.append(label)
@@ -413,10 +415,11 @@ def downstream_beats(
         return Outcome(
             INCONCLUSIVE,
             value,
-            "at-chance accuracy: every score is within chance ± CI (" + ", ".join(at_chance_tasks) + ")",
+            "no signal: every score is within chance ± CI, or indistinguishable from 0 where no chance "
+            "level exists (" + ", ".join(at_chance_tasks) + ")",
             used_rows,
         )
-    note = f" ({len(at_chance_tasks)} task/setting(s) at chance skipped)" if at_chance_tasks else ""
+    note = f" ({len(at_chance_tasks)} task/setting(s) without signal skipped)" if at_chance_tasks else ""
     # "beats the baseline" must hold on every task, "mostly beats HC" on more than half.
     if below[baseline] or len(below[rival]) > rival_compared / 2:
         return Outcome(NOT_REPRODUCED, value, "; ".join(below[baseline] + below[rival]) + note, used_rows)

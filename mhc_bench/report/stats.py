@@ -112,6 +112,22 @@ def difference(a: dict[int, float | None], b: dict[int, float | None]) -> Estima
     return Estimate(mean, t975(df) * se, min(ea.n, eb.n))
 
 
+def at_chance(est: Estimate, chance: float | None, stderr: float | None, tol: float = 0.0) -> bool:
+    """A score indistinguishable from chance: |mean - chance| within its CI (or 1.96 stderr, or tol)."""
+    if est.n == 0 or chance is None or math.isnan(chance):
+        return False
+    width = max(est.half or 0.0, 1.96 * (stderr or 0.0), tol)
+    return abs(est.mean - chance) <= width
+
+
+def no_signal(est: Estimate, chance: float | None, stderr: float | None, tol: float = 0.0) -> bool:
+    """A score that cannot tell models apart: at chance (multiple choice), or indistinguishable
+    from 0 where no chance level exists (generated answers scored by exact match)."""
+    if chance is None or math.isnan(chance):
+        return at_chance(est, 0.0, stderr, tol)
+    return at_chance(est, chance, stderr, tol)
+
+
 def fmt_num(value: float | None, digits: int = 3) -> str:
     """A short number: fixed digits for ordinary values, scientific for huge or tiny ones."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -1,8 +1,9 @@
 """Training of one cell: config, Lightning module and data, probes, MLflow tracking, resume.
 
 Public API: :class:`CellConfig`, :func:`load_cell_config`, :func:`cell_id`,
-:func:`config_hash`, :func:`train_cell`, :func:`load_trained_cell`. Names load
-lazily so that ``mhc-bench --help`` does not import torch or Lightning.
+:func:`config_hash`, :func:`train_cell`. Names load lazily so that
+``mhc-bench --help`` does not import torch or Lightning. A trained cell's files
+(and loading its model back) are :mod:`mhc_bench.cellfolder`'s.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mhc_bench.train.artifacts import load_trained_cell
     from mhc_bench.train.config import CellConfig, ConfigError, cell_id, config_hash, load_cell_config
     from mhc_bench.train.runner import train_cell
 
-__all__ = ["CellConfig", "ConfigError", "cell_id", "config_hash", "load_cell_config", "load_trained_cell",
-           "train_cell"]
+__all__ = ["CellConfig", "ConfigError", "cell_id", "config_hash", "load_cell_config", "train_cell"]
 _HOMES = {"CellConfig": "config", "ConfigError": "config", "cell_id": "config", "config_hash": "config",
-          "load_cell_config": "config", "load_trained_cell": "artifacts", "train_cell": "runner"}
+          "load_cell_config": "config", "train_cell": "runner"}
 
 
 def __getattr__(name: str) -> Any:

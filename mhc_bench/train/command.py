@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -16,30 +15,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mhc_bench.train.config import ConfigError, cell_id, load_cell_config, parse_cell_config
+    from mhc_bench.train.config import cell_id, load_cell_config, parse_cell_config
 
-    try:
-        cfg = load_cell_config(args.config)
-        data = cfg.model_dump(mode="json")
-        if args.steps is not None:
-            data["train"]["steps"] = args.steps
-        if args.tracking_uri is not None:
-            data["tracking"]["tracking_uri"] = args.tracking_uri
-        cfg = parse_cell_config(data)
-    except FileNotFoundError as err:
-        print(f"error: cannot read cell config: {err}", file=sys.stderr)
-        return 2
-    except ConfigError as err:
-        print(f"error: invalid cell config {args.config}:\n{err}", file=sys.stderr)
-        return 2
+    cfg = load_cell_config(args.config)
+    data = cfg.model_dump(mode="json")
+    if args.steps is not None:
+        data["train"]["steps"] = args.steps
+    if args.tracking_uri is not None:
+        data["tracking"]["tracking_uri"] = args.tracking_uri
+    cfg = parse_cell_config(data)
 
     from mhc_bench.train.runner import default_cell_dir, train_cell
 
     out = args.out if args.out is not None else default_cell_dir(cfg)
     print(f"cell {cell_id(cfg)} -> {out}", flush=True)
-    try:
-        train_cell(cfg, out)
-    except ConfigError as err:  # found only once the data is known (e.g. model.vocab_size too small)
-        print(f"error: invalid cell config {args.config}:\n{err}", file=sys.stderr)
-        return 2
+    train_cell(cfg, out)
     return 0

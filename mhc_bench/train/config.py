@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import PydanticCustomError
 
 from mhc_bench.data import DataConfig
+from mhc_bench.errors import UserError
 from mhc_bench.model import ModelConfig
-from mhc_bench.paths import PROJECT_ROOT
 
 _STRICT = ConfigDict(extra="forbid")
 # Range checks on ModelConfig fields that pydantic can report at the field's own key.
@@ -37,7 +36,7 @@ _MODEL_BOUNDS: dict[str, dict[str, Any]] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A cell config that cannot be used; the message names every offending key."""
 
 
@@ -136,15 +135,10 @@ class TrackingSection(BaseModel):
 
     model_config = _STRICT
 
-    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or sqlite:///<repo>/results/mlflow.db
+    # None: $MLFLOW_TRACKING_URI, else sqlite:///<results folder>/mlflow.db next to the cells
+    # (the one rule is mhc_bench.tracking.resolve_uri).
+    tracking_uri: str | None = None
     experiment: str = "mhc-bench"
-    # None: <dir of the SQLite db>/mlartifacts for sqlite URIs (never the current directory).
-    artifact_location: str | None = None
-
-    def resolved_uri(self) -> str:
-        if self.tracking_uri:
-            return self.tracking_uri
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'results' / 'mlflow.db'}"
 
 
 class ResolvedSection(BaseModel):
@@ -155,9 +149,7 @@ class ResolvedSection(BaseModel):
     cell_id: str
     config_hash: str
     vocab_from_data: bool
-    data_dir: str
-    tokenizer_path: str
-    data_fingerprint: str
+    data_fingerprint: str  # names the prepared data in the user cache (<cache>/prepared/<fingerprint>)
 
 
 class CellConfig(BaseModel):
@@ -167,6 +159,7 @@ class CellConfig(BaseModel):
 
     name: str | None = None
     profile: str | None = None
+    experiments: list[str] = []  # the profile's experiments this cell serves (labels, not hashed)
     model: ModelSection = Field(default_factory=ModelSection)  # type: ignore[valid-type]
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainSection = Field(default_factory=TrainSection)
@@ -185,6 +178,9 @@ def format_validation_error(err: ValidationError) -> str:
             msg = (item.get("ctx") or {}).get("msg") or item["msg"].split(": ", 1)[-1]
         else:
             msg = item["msg"]
+            given = item.get("input")
+            if item["type"] != "missing" and isinstance(given, str | int | float | bool):
+                msg += f" (got {given!r})"
         lines.append(f"{'.'.join(loc) or '<root>'}: {msg}")
     return "\n".join(lines)
 
@@ -200,16 +196,25 @@ def parse_cell_config(data: dict[str, Any]) -> CellConfig:
 
 
 def load_cell_config(path: str | Path) -> CellConfig:
-    """Read and validate a YAML cell config."""
+    """Read and validate a YAML cell config (an empty file is an error, not "all defaults")."""
     try:
         data = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read cell config {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_cell_config(data or {})
+    if data is None:
+        raise ConfigError(f"{path} is empty: a cell config needs at least a 'model:' section "
+                          "(see workflows/README.md, 'Cell config')")
+    try:
+        return parse_cell_config(data)
+    except ConfigError as err:
+        raise ConfigError(f"invalid cell config {path}: {err}") from None
 
 
 def _hash_payload(cfg: CellConfig) -> dict[str, Any]:
-    payload = cfg.model_dump(mode="json", exclude={"tracking", "name", "profile", "resolved", "data"})
+    payload = cfg.model_dump(mode="json",
+                             exclude={"tracking", "name", "profile", "experiments", "resolved", "data"})
     # The data's fingerprint, not its spelling: a corpus path written two ways is one dataset.
     payload["data"] = cfg.data.fingerprint()
     if cfg.resolved is not None and cfg.resolved.vocab_from_data:
@@ -227,14 +232,15 @@ def config_hash(cfg: CellConfig) -> str:
 
 
 def cell_id(cfg: CellConfig) -> str:
-    """Readable id plus a short hash, e.g. ``mhc-n4-d128-L6-lr3e-03-s0-1a2b3c``.
+    """Readable id plus a short hash, e.g. ``mhc-n4-d128-b6-lr3e-03-s0-1a2b3c``.
 
     Ablation cells (fewer than three learned maps, not the baseline) name their maps,
-    e.g. ``mhc-n4-d128-L6-res+pre-lr3e-03-s0-...`` (``nomaps`` when none is learned).
+    e.g. ``mhc-n4-d128-b6-res+pre-lr3e-03-s0-...`` (``nomaps`` when none is learned).
     """
     m = cfg.model
-    parts = [m.residual, f"n{m.n_streams}", f"d{m.d_model}", f"L{m.n_layer}"]
-    if m.residual != "baseline" and len(m.maps) < 3:
+    # b = transformer blocks; the paper's L counts residual layers (2 per block).
+    parts = [m.variant, f"n{m.n_streams}", f"d{m.d_model}", f"b{m.n_layer}"]
+    if m.variant != "baseline" and len(m.maps) < 3:
         parts.append("+".join(m.maps) or "nomaps")
     parts += [f"lr{cfg.train.lr:.0e}", f"s{cfg.train.seed}", config_hash(cfg)[:6]]
     return "-".join(parts)

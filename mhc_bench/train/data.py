@@ -68,6 +68,11 @@ def eval_batches(path: Path, seq_len: int, batch_size: int, n_batches: int) -> l
     return [windows(data, chunk, seq_len) for chunk in np.split(offsets, n_batches)]
 
 
+def probe_batch(val_bin: Path, seq_len: int, batch_size: int, val_batches: int) -> torch.Tensor:
+    """Fixed inputs for the stability probes: the first validation batch (same for every cell)."""
+    return eval_batches(val_bin, seq_len, batch_size, val_batches)[0][0]
+
+
 class TokenDataModule(L.LightningDataModule):
     """Train stream + fixed validation batches of one prepared data directory.
 
@@ -100,8 +105,7 @@ class TokenDataModule(L.LightningDataModule):
         return DataLoader(batches[rank::world], batch_size=None, num_workers=0)
 
     def probe_batch(self) -> torch.Tensor:
-        """Fixed inputs for the stability probes: the first validation batch."""
-        return eval_batches(self.val_bin, self.seq_len, self.batch_size, self.val_batches)[0][0]
+        return probe_batch(self.val_bin, self.seq_len, self.batch_size, self.val_batches)
 
     def state_dict(self) -> dict[str, Any]:
         # Batches trained on so far = optimizer steps (one batch per step, no accumulation).

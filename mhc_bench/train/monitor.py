@@ -18,14 +18,12 @@ from typing import Any
 import lightning as L
 import torch
 
-from mhc_bench.probes import amax_gain, grad_norms, residual_maps
+from mhc_bench.definitions import PROBE_LISTS, PROBE_SCALARS
+from mhc_bench.probes import grad_norms, probe_model
 from mhc_bench.train.config import TrainSection
 from mhc_bench.train.stability import SpikeDetector, divergence_reason
 
-GAIN_SCALARS = ("max_single_fwd", "max_single_bwd", "max_composite_fwd", "max_composite_bwd",
-                "min_single_min_col", "min_composite_min_col", "max_composite_max_abs_log_col",
-                "layer0_fwd", "layer0_bwd")
-GAIN_LISTS = ("single_fwd", "single_bwd", "composite_fwd", "composite_bwd", "composite_min_col")
+GAIN_SCALARS, GAIN_LISTS = PROBE_SCALARS, PROBE_LISTS
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -36,8 +34,8 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def probe_gains(model: torch.nn.Module, idx: torch.Tensor) -> dict[str, Any]:
-    """Amax gains of the maps one forward pass on ``idx`` uses (see :mod:`mhc_bench.probes`)."""
-    return amax_gain(residual_maps(model, idx))
+    """Amax gains and stream spreads of one forward pass on ``idx`` (see :mod:`mhc_bench.probes`)."""
+    return probe_model(model, idx)
 
 
 def _max(a: float, b: float) -> float:
@@ -124,10 +122,12 @@ class TrainingMonitor(L.Callback):
             "spike_count": self.spikes.count,
             **{k: gains[k] for k in GAIN_SCALARS},
             **{k: gains[k] for k in GAIN_LISTS},
+            "probe_version": gains["probe_version"],
         }
         self._interval = {"time": 0.0, "steps": 0, "max_grad_norm": 0.0}
         self.history.append(entry)
-        scalars = {k: v for k, v in entry.items() if k not in GAIN_LISTS and k != "step" and v is not None}
+        scalars = {k: v for k, v in entry.items()
+                   if k not in (*GAIN_LISTS, "step", "probe_version") and v is not None}
         if trainer.logger is not None:
             trainer.logger.log_metrics({_metric_name(k): float(v) for k, v in scalars.items()}, step=step)
         return entry
@@ -159,8 +159,10 @@ class TrainingMonitor(L.Callback):
 
 
 def _metric_name(key: str) -> str:
-    if key.startswith(("max_single", "max_composite", "min_", "layer0")):
+    if key.startswith(("max_single", "max_composite", "max_prefix", "min_", "layer0")):
         return f"gain/{key}"
+    if key.endswith("stream_spread"):
+        return f"streams/{key}"
     if key.startswith(("grad_norm", "interval_max_grad")):
         return f"grad/{key}"
     if key in ("tokens_per_s", "step_time_ms", "peak_mem_mb"):

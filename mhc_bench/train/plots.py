@@ -15,15 +15,26 @@ def _pyplot() -> Any:
     return plt
 
 
+# The paper's composite gains are of the suffix product Q_l; the prefix gain is an extra.
+PER_LAYER_CURVES = (
+    ("composite_fwd", "-o", "composite fwd (Q_l)"), ("composite_bwd", "-s", "composite bwd (Q_l)"),
+    ("single_fwd", ":", "single fwd"), ("single_bwd", ":", "single bwd"),
+    ("prefix_fwd", "--", "prefix fwd (P_l, extra)"),
+)
+
+
 def plot_gains_per_layer(gains: dict[str, Any], title: str, path: Path) -> Path:
-    """Single-layer and composite Amax gain per residual layer (final model)."""
+    """Single-layer, composite (paper's) and prefix Amax gains per residual layer, plus stream spread."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key, style in (("composite_fwd", "-o"), ("composite_bwd", "-s"), ("single_fwd", ":"),
-                       ("single_bwd", ":")):
+    fig, (ax, spread_ax) = plt.subplots(2, 1, figsize=(6, 5), sharex=True, height_ratios=(3, 1.3))
+    for key, style, label in PER_LAYER_CURVES:
         values = gains.get(key) or []
-        ax.plot(range(len(values)), values, style, label=key, markersize=3)
-    return _finish(plt, fig, ax, "residual layer", title, path)
+        ax.plot(range(len(values)), values, style, label=label, markersize=3)
+    spread = gains.get("stream_spread") or []
+    spread_ax.plot(range(len(spread)), spread, "-o", markersize=3, color="tab:green")
+    spread_ax.set(ylabel="stream spread", ylim=(0, max([*spread, 0.05]) * 1.1))
+    spread_ax.set_xlabel("residual layer (output of)")
+    return _finish(plt, fig, ax, "", title, path)
 
 
 def plot_gains_over_steps(history: list[dict[str, Any]], title: str, path: Path) -> Path:

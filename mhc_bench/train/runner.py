@@ -4,7 +4,9 @@ Re-running a cell is safe: a cell with a final ``metrics.json`` returns at once;
 a cell with ``checkpoints/last.ckpt`` resumes from it, in the same MLflow run.
 With ``strategy: ddp`` Lightning re-executes the command for the other ranks;
 those find the run id in ``run.json`` (written by rank 0 before training starts)
-and write no files.
+and write no files. Everything that can be checked before training (data long
+enough for ``seq_len``, a writable results folder) is checked before the cell
+folder or an MLflow run exists; a run that fails later is marked ``FAILED``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from mhc_bench import cellfolder as cf
+from mhc_bench import tracking
+from mhc_bench.errors import UserError
 from mhc_bench.paths import PROJECT_ROOT, configure_environment
-from mhc_bench.train import artifacts as art
 from mhc_bench.train.config import (
     CellConfig,
     ConfigError,
@@ -32,8 +36,14 @@ def default_cell_dir(cfg: CellConfig) -> Path:
     return PROJECT_ROOT / "results" / "cells" / cell_id(cfg)
 
 
-def resolve_config(cfg: CellConfig, prepared: Any, cid: str, chash: str) -> CellConfig:
-    """The config as trained: vocab size from the data, absolute corpus path, the store used."""
+def store_uri(cfg: CellConfig, cell_dir: Path) -> str:
+    """The cell's MLflow store: the one rule of :func:`mhc_bench.tracking.resolve_uri`, with the
+    default ``mlflow.db`` next to the ``cells/`` folder holding this cell."""
+    return tracking.resolve_uri(cfg.tracking.tracking_uri, Path(cell_dir).parent.parent)
+
+
+def resolve_config(cfg: CellConfig, prepared: Any, cid: str, chash: str, uri: str) -> CellConfig:
+    """The config as trained: vocab size from the data, the store used, the data fingerprint."""
     data = cfg.model_dump(mode="json")
     vocab_from_data = data["model"]["vocab_size"] is None
     if vocab_from_data:
@@ -41,15 +51,60 @@ def resolve_config(cfg: CellConfig, prepared: Any, cid: str, chash: str) -> Cell
     elif data["model"]["vocab_size"] < prepared.vocab_size:
         raise ConfigError(f"model.vocab_size: {data['model']['vocab_size']} is smaller than the data's "
                           f"vocabulary ({prepared.vocab_size}); leave it null to take the data's")
-    if Path(cfg.data.corpus).expanduser().is_dir():
-        data["data"]["corpus"] = str(Path(cfg.data.corpus).expanduser().resolve())
-    data["tracking"]["tracking_uri"] = cfg.tracking.resolved_uri()
+    data["tracking"]["tracking_uri"] = uri
     data["resolved"] = {"cell_id": cid, "config_hash": chash, "vocab_from_data": vocab_from_data,
-                        "data_dir": str(prepared.dir), "tokenizer_path": str(prepared.tokenizer_path),
                         "data_fingerprint": prepared.fingerprint}
     resolved = parse_cell_config(data)
     assert config_hash(resolved) == chash, "resolving the config must not change its hash"
     return resolved
+
+
+def check_data_fits(cfg: CellConfig, prepared: Any) -> None:
+    """Fail before any folder or run exists when a split is too short for ``seq_len``."""
+    import numpy as np
+
+    need = cfg.model.seq_len + 2
+    for split, path in (("train", prepared.train_bin), ("validation", prepared.val_bin)):
+        tokens = len(np.memmap(path, dtype=np.uint16, mode="r"))
+        if tokens < need:
+            raise ConfigError(f"model.seq_len: {cfg.model.seq_len} needs at least {need} tokens in the "
+                              f"{split} split, which has {tokens}; lower seq_len or use more data")
+
+
+def check_writable(cell_dir: Path) -> None:
+    """A read-only results folder is a user error, said before any compute."""
+    existing = next(p for p in (cell_dir, *cell_dir.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise UserError(f"cannot write the cell folder {cell_dir}: {existing} is not writable; "
+                        "pass --out to a writable folder or fix the permissions")
+
+
+def run_tags(cfg: CellConfig, cid: str, chash: str) -> dict[str, str]:
+    import torch
+
+    from mhc_bench.provenance import git_sha, hardware, versions
+
+    return {
+        "cell_id": cid, "config_hash": chash, "git_sha": git_sha(),
+        "variant": cfg.model.variant, "n": str(cfg.model.n_streams), "seed": str(cfg.train.seed),
+        "d_model": str(cfg.model.d_model), "n_layer": str(cfg.model.n_layer),
+        "profile": cfg.profile or "", "name": cfg.name or "", "torch_threads": str(torch.get_num_threads()),
+        "hardware": hardware(), **versions(),
+    }
+
+
+def ensure_run(cfg: CellConfig, cell_dir: Path, cid: str, chash: str) -> tracking.RunRef:
+    """The cell's run: the one in ``run.json`` if it is in this store, else a new one (params logged)."""
+    uri = cfg.tracking.tracking_uri or store_uri(cfg, cell_dir)
+    existing = tracking.RunRef.load(cell_dir / cf.RUN)
+    if existing is not None and existing.tracking_uri == uri:
+        return existing
+    from mhc_bench.train.config import flatten
+
+    params = flatten(cfg.model_dump(mode="json", exclude={"tracking"}))
+    ref = tracking.start_run(uri, cfg.tracking.experiment, cid, run_tags(cfg, cid, chash), params)
+    ref.save(cell_dir / cf.RUN)
+    return ref
 
 
 def _is_rank_zero() -> bool:
@@ -73,7 +128,7 @@ def _make_trainer(train: TrainSection, cell_dir: Path, logger: Any, monitor: Any
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    checkpoint = ModelCheckpoint(dirpath=cell_dir / art.CHECKPOINT.parent, save_last=True, save_top_k=0,
+    checkpoint = ModelCheckpoint(dirpath=cell_dir / cf.CHECKPOINT.parent, save_last=True, save_top_k=0,
                                  every_n_train_steps=train.ckpt_every, enable_version_counter=False)
     return L.Trainer(
         accelerator="gpu" if use_gpu else "cpu", devices=train.devices, strategy=train.strategy,
@@ -93,57 +148,97 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
     configure_environment()
     cid, chash = cell_id(cfg), config_hash(cfg)
     cell_dir = Path(out_dir) if out_dir is not None else default_cell_dir(cfg)
-    done = art.finished_metrics(cell_dir)
+    done = cf.finished(cell_dir)
     if done is not None:
-        print(f"{cid}: already finished ({done['status']}) in {cell_dir}; not retraining")
-        return done
+        print(f"{cid}: already finished ({done.status}) in {cell_dir}; not retraining")
+        return done.model_dump()
+    check_writable(cell_dir)
 
     import lightning as L
     import torch
 
     from mhc_bench.data import prepare_data
+    from mhc_bench.data.epochs import warn_if_repeating
     from mhc_bench.train.data import TokenDataModule
     from mhc_bench.train.module import GPTModule
     from mhc_bench.train.monitor import TrainingMonitor
-    from mhc_bench.train.tracking import ensure_run, load_run_ref, make_logger
 
     _quiet_lightning()
     train = cfg.train
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     threads_before = torch.get_num_threads()
+    # Lightning's MLFlowLogger calls mlflow.set_tracking_uri, which exports MLFLOW_TRACKING_URI:
+    # the next cell trained in this process must not inherit this cell's store.
+    env_uri_before = os.environ.get(tracking.ENV_URI)
     try:
         if train.num_threads:
             torch.set_num_threads(train.num_threads)
         prepared = prepare_data(cfg.data, root=data_root)
-        resolved = resolve_config(cfg, prepared, cid, chash)
+        check_data_fits(cfg, prepared)
+        tokens_per_step = train.batch_size * cfg.model.seq_len * train.devices
+        warn_if_repeating(cid, train.steps * tokens_per_step, prepared.train_tokens(), cfg.data.max_epochs)
+        resolved = resolve_config(cfg, prepared, cid, chash, store_uri(cfg, cell_dir))
         if _is_rank_zero():
             cell_dir.mkdir(parents=True, exist_ok=True)
-            art.write_config(cell_dir / art.CONFIG, resolved)
-            shutil.copyfile(prepared.tokenizer_path, cell_dir / art.TOKENIZER)
+            write_config(cell_dir / cf.CONFIG, resolved)
+            shutil.copyfile(prepared.tokenizer_path, cell_dir / cf.TOKENIZER)
             ref = ensure_run(resolved, cell_dir, cid, chash)
         else:
-            ref = load_run_ref(cell_dir)
+            ref = tracking.RunRef.load(cell_dir / cf.RUN)
             if ref is None:
-                raise RuntimeError(f"no {cell_dir / 'run.json'}: rank 0 writes it before starting the others")
+                raise RuntimeError(f"no {cell_dir / cf.RUN}: rank 0 writes it before starting the others")
 
+        last = cell_dir / cf.CHECKPOINT
+        resuming = last.exists()
         L.seed_everything(train.seed, workers=True, verbose=False)
         module = GPTModule(resolved.model.to_model_config(), train)
         datamodule = TokenDataModule(prepared.train_bin, prepared.val_bin, resolved.model.seq_len,
                                      train.batch_size, train.val_batches, train.seed)
         use_gpu = train.accelerator == "gpu" or (train.accelerator == "auto" and torch.cuda.is_available())
-        tokens_per_step = train.batch_size * resolved.model.seq_len * train.devices
         monitor = TrainingMonitor(train, datamodule.probe_batch(), tokens_per_step)
-        trainer = _make_trainer(train, cell_dir, make_logger(ref), monitor, use_gpu)
-        last = cell_dir / art.CHECKPOINT
-        if last.exists() and _is_rank_zero():
+        trainer = _make_trainer(train, cell_dir, tracking.make_logger(ref, resuming), monitor, use_gpu)
+        if resuming and _is_rank_zero():
             print(f"{cid}: resuming from {last}")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.exists() else None,
-                    weights_only=True)
-        if not trainer.is_global_zero:
-            return {}
-        from mhc_bench.train.finalize import finalize_cell
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=last if resuming else None,
+                        weights_only=True)
+            if not trainer.is_global_zero:
+                return {}
+            from mhc_bench.train.finalize import finalize_cell
 
-        return finalize_cell(resolved, cell_dir, ref, trainer, module, datamodule, monitor)
+            return finalize_cell(resolved, cell_dir, ref, trainer, module, datamodule, monitor)
+        except BaseException as err:
+            if _is_rank_zero():
+                tracking.end_run(ref, "FAILED")
+            if resuming and _is_checkpoint_error(err):
+                raise UserError(f"{last} cannot be loaded ({type(err).__name__}); it is probably "
+                                "truncated by an interrupted write: delete it to restart the cell from "
+                                "scratch") from None
+            raise
     finally:  # leave the process as we found it (tests and notebooks train several cells)
         torch.use_deterministic_algorithms(deterministic_before)
         torch.set_num_threads(threads_before)
+        if env_uri_before is None:
+            os.environ.pop(tracking.ENV_URI, None)
+        else:
+            os.environ[tracking.ENV_URI] = env_uri_before
+
+
+def _is_checkpoint_error(err: BaseException) -> bool:
+    """Errors torch.load raises on a damaged file (zip reader, unpickler, truncated stream)."""
+    import pickle
+    import zipfile
+
+    text = str(err)
+    return isinstance(err, (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)) or any(
+        marker in text for marker in ("PytorchStreamReader", "failed finding central directory",
+                                      "unexpected EOF", "Weights only load failed"))
+
+
+def write_config(path: Path, cfg: CellConfig) -> Path:
+    import yaml
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    tmp.replace(path)
+    return path

@@ -1,23 +1,22 @@
 """Expand a profile's declared grid into training cells.
 
-A profile (``workflows/config/<name>.yaml``) declares blocks of a grid, each
-the product of its lists (variant x n x scale x seed x maps x lr); the union
-of blocks minus the ``exclude`` rows is the grid. The baseline exists only at
-n = 1 and with every map "on" (it has none), so baseline rows are folded onto
-``n=1, maps=all`` and de-duplicated.
+A profile (``workflows/config/<name>.yaml``, typed by :class:`~mhc_bench.workflow.profile.Profile`)
+declares blocks of a grid, each the product of its lists (variant x n x scale x seed x maps x
+lr x data); the union of blocks minus the ``exclude`` rows is the grid. The baseline exists
+only at n = 1 with no maps, so baseline rows are folded onto ``n=1, maps=res+pre+post`` and
+de-duplicated. A cell produced by several blocks serves all of their experiments.
 
-Why not ``snakemake.utils.Paramspace`` patterns: the cell id is the one the
-trainer derives from the resolved config (readable part + config hash, see
-``mhc_bench.train.config.cell_id``), so the Snakefile maps ids to configs with
-a lookup table and constrains the ``{cell}`` wildcard to the known ids. The
-grid itself is still a categorical/integer DataFrame, as Paramspace wants.
+Why not ``snakemake.utils.Paramspace`` patterns: the cell id is the one the trainer derives
+from the resolved config (readable part + config hash, see
+``mhc_bench.train.config.cell_id``), so the Snakefile maps ids to configs with a lookup
+table and constrains the ``{cell}`` wildcard to the known ids. The grid itself is still a
+categorical/integer DataFrame, as Paramspace wants.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mhc_bench.paths import PROJECT_ROOT
+from mhc_bench.errors import UserError
+from mhc_bench.paths import PROJECT_ROOT, require_checkout
 
-SCHEMA = PROJECT_ROOT / "workflows" / "schemas" / "profile.schema.yaml"
 PROFILE_DIR = PROJECT_ROOT / "workflows" / "config"
-GRID_COLUMNS = ("variant", "n", "scale", "seed", "maps", "lr")
+GRID_COLUMNS = ("variant", "n", "scale", "seed", "maps", "lr", "data")
 
 
-class ProfileError(ValueError):
+class ProfileError(UserError, ValueError):
     """A profile that fails validation; the message names the offending key."""
 
 
@@ -40,49 +39,54 @@ def profile_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         return path
+    require_checkout()
     return PROFILE_DIR / f"{name_or_path}.yaml"
 
 
-def validate_profile(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate against the schema (filling defaults) and cross-check the grid's names."""
-    from snakemake.utils import validate
+def known_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
-    config = copy.deepcopy(config)
+
+def validate_profile(config: dict[str, Any]) -> dict[str, Any]:
+    """The profile with every default filled in, as plain data (raises :class:`ProfileError`)."""
+    from mhc_bench.workflow.profile import parse_profile
+
     try:
-        validate(config, str(SCHEMA), set_default=True)
-    except Exception as err:  # snakemake wraps jsonschema's error; keep its message (it names the key)
-        raise ProfileError(f"profile {config.get('profile', '?')!r} is invalid: {err}") from None
-    for block_no, block in enumerate(config["grid"]):
-        for column, table in (("scale", "scales"), ("maps", "map_sets"), ("lr", "lrs")):
-            for value in block[column]:
-                if value not in config[table]:
-                    raise ProfileError(
-                        f"grid[{block_no}].{column}: {value!r} is not defined under '{table}' "
-                        f"(known: {sorted(config[table])})"
-                    )
-    return config
+        profile = parse_profile(copy.deepcopy(config), f"profile {config.get('profile', '?')!r}")
+    except ValueError as err:
+        raise ProfileError(str(err)) from None
+    return profile.model_dump(mode="json")
 
 
 def load_profile(name_or_path: str | Path) -> dict[str, Any]:
     path = profile_path(name_or_path)
     if not path.exists():
-        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-        raise ProfileError(f"no profile {str(name_or_path)!r} (known: {known})")
-    return validate_profile(yaml.safe_load(path.read_text()))
+        raise ProfileError(f"no profile {str(name_or_path)!r} (known: {known_profiles()})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ProfileError(f"{path}: not valid YAML: {err}") from None
+    return validate_profile(raw)
 
 
 def expand_grid(config: dict[str, Any]) -> pd.DataFrame:
-    """The grid as a DataFrame with columns ``GRID_COLUMNS``, one row per cell, stable order."""
-    rows = []
+    """The grid as a DataFrame (``GRID_COLUMNS`` + ``experiments``), one row per cell, stable order."""
+    from mhc_bench.workflow.profile import ALL_MAPS, Exclude
+
+    excludes = [Exclude.model_validate(ex) for ex in config["exclude"]]
+    rows: dict[tuple, dict[str, Any]] = {}
     for block in config["grid"]:
         for values in itertools.product(*(block[c] for c in GRID_COLUMNS)):
             row = dict(zip(GRID_COLUMNS, values, strict=True))
             if row["variant"] == "baseline":
-                row["n"], row["maps"] = 1, "all" if "all" in config["map_sets"] else row["maps"]
-            if any(all(row[k] == v for k, v in ex.items()) for ex in config["exclude"]):
+                row["n"], row["maps"] = 1, ALL_MAPS
+            if any(ex.matches({**row, "experiment": block["experiment"]}) for ex in excludes):
                 continue
-            rows.append(row)
-    frame = pd.DataFrame(rows, columns=list(GRID_COLUMNS)).drop_duplicates(ignore_index=True)
+            key = tuple(row[c] for c in GRID_COLUMNS)
+            entry = rows.setdefault(key, {**row, "experiments": []})
+            if block["experiment"] not in entry["experiments"]:
+                entry["experiments"].append(block["experiment"])
+    frame = pd.DataFrame(list(rows.values()), columns=[*GRID_COLUMNS, "experiments"])
     return frame.astype({"n": int, "seed": int})
 
 
@@ -92,16 +96,17 @@ def results_root(config: dict[str, Any]) -> Path:
 
 
 def tracking_uri(config: dict[str, Any]) -> str:
-    """The profile's MLflow store: ``MLFLOW_TRACKING_URI``, the profile's key, or its own SQLite file."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    return config["tracking_uri"] or f"sqlite:///{(results_root(config) / 'mlflow.db').resolve()}"
+    """The profile's MLflow store, by the one rule of :func:`mhc_bench.tracking.resolve_uri`."""
+    from mhc_bench.tracking import resolve_uri
+
+    return resolve_uri(config["tracking_uri"], results_root(config))
 
 
 def cell_config(config: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """The resolved training config of one grid row (the YAML ``mhc-bench train`` reads)."""
-    scale = dict(config["scales"][row["scale"]])
+    """The training config of one grid row (the ``cell.yaml`` that ``mhc-bench train`` reads)."""
+    from mhc_bench.workflow.profile import maps_of
+
+    scale = {k: v for k, v in config["scales"][row["scale"]].items() if v is not None}
     train = dict(config["train"])
     for key in ("batch_size", "steps"):
         if key in scale:
@@ -112,17 +117,20 @@ def cell_config(config: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     model = {
         **config["model"],
         **scale,
-        "residual": row["variant"],
+        "variant": row["variant"],
         "n_streams": int(row["n"]),
-        "maps": list(config["map_sets"][row["maps"]]),
+        "maps": maps_of(row["maps"]),
     }
     return {
         "profile": config["profile"],
-        "name": f"{row['variant']}-n{row['n']}-{row['scale']}-{row['maps']}-{row['lr']}-s{row['seed']}",
+        "name": f"{row['variant']}-n{row['n']}-{row['scale']}-{row['maps']}-{row['lr']}-{row['data']}"
+                f"-s{row['seed']}",
+        "experiments": list(row.get("experiments") or []),
         "model": model,
-        "data": dict(config["data"]),
+        "data": {**config["data"], **config["data_variants"][row["data"]]},
         "train": train,
-        "tracking": {"tracking_uri": tracking_uri(config), "experiment": config["profile"]},
+        # Resolved at run time (mhc_bench.tracking.resolve_uri): no machine's path in cell.yaml.
+        "tracking": {"tracking_uri": config["tracking_uri"], "experiment": config["profile"]},
     }
 
 
@@ -137,7 +145,8 @@ def cell_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             cid = cell_id(CellConfig.model_validate(raw))
         except Exception as err:
             raise ProfileError(f"cell {raw['name']}: {err}") from None
-        cells[cid] = {**raw, "grid": {k: (int(v) if k in ("n", "seed") else v) for k, v in row.items()}}
+        grid = {k: (int(v) if k in ("n", "seed") else v) for k, v in row.items() if k != "experiments"}
+        cells[cid] = {**raw, "grid": grid}
     return cells
 
 
@@ -148,6 +157,8 @@ def _cached_cells(path: str, mtime: float) -> dict[str, dict[str, Any]]:
 
 def profile_cells(name_or_path: str | Path) -> dict[str, dict[str, Any]]:
     path = profile_path(name_or_path)
+    if not path.exists():
+        raise ProfileError(f"no profile {str(name_or_path)!r} (known: {known_profiles()})")
     return _cached_cells(str(path), path.stat().st_mtime)
 
 

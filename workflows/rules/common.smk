@@ -3,14 +3,21 @@ import json
 import re
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the project is importable even when not pip-installed
 from mhc_bench.workflow import grid as G
 
 
-validate(config, "../schemas/profile.schema.yaml")
-config.update(G.validate_profile(config))
+# Two layers, one definition: Snakemake's validate() checks the JSON Schema exported from
+# mhc_bench.workflow.profile.Profile, then the Profile model itself fills defaults and checks the
+# grid's names; `mhc-bench cells` runs the same model, so both expand a profile identically.
+validate(config, "../schemas/profile.schema.json")
+try:
+    config.update(G.validate_profile(config))
+except G.ProfileError as err:
+    raise WorkflowError(str(err)) from None
 
 # Steps run with the interpreter that runs Snakemake (the project venv). Deliberately not a
 # param: a param change reruns jobs, and moving the venv must not retrain every cell.
@@ -25,6 +32,12 @@ RES = config["resources"]
 
 wildcard_constraints:
     cell="|".join(re.escape(c) for c in CELLS) or "__no_cells__",
+    data="|".join(re.escape(d) for d in config["data_variants"]),
+
+
+def cell_data(cell):
+    """The data variant (a key of the profile's data_variants) a cell trains on."""
+    return CELLS[cell]["grid"]["data"]
 
 
 def cell_dir(cell):

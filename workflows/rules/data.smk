@@ -2,14 +2,15 @@
 
 
 rule prepare_data:
+    # One job per data variant of the profile (data + data_variants[<name>]).
     output:
-        f"{R}/data.json",
+        f"{R}/data/{{data}}.json",
     params:
-        data=json.dumps(config["data"], sort_keys=True),
+        data=lambda w: json.dumps({**config["data"], **config["data_variants"][w.data]}, sort_keys=True),
     log:
-        f"{R}/logs/prepare_data.log",
+        f"{R}/logs/prepare_data_{{data}}.log",
     shell:
-        "{PY} -m mhc_bench.workflow.steps prepare-data --data '{params.data}' --out {output} > {log} 2>&1"
+        "{PY} -m mhc_bench.workflow.rule_steps prepare-data --data '{params.data}' --out {output} > {log} 2>&1"
 
 
 rule prepare_tasks:
@@ -20,7 +21,7 @@ rule prepare_tasks:
     log:
         f"{R}/logs/prepare_tasks.log",
     shell:
-        "{PY} -m mhc_bench.workflow.steps prepare-tasks --max-items {params.max_items} --out {output} > {log} 2>&1"
+        "{PY} -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} --out {output} > {log} 2>&1"
 
 
 rule tracking_init:
@@ -34,5 +35,5 @@ rule tracking_init:
     log:
         f"{R}/logs/tracking_init.log",
     shell:
-        "{PY} -m mhc_bench.workflow.steps tracking-init --uri '{params.uri}' "
+        "{PY} -m mhc_bench.workflow.rule_steps tracking-init --uri '{params.uri}' "
         "--experiment {params.experiment} --out {output} > {log} 2>&1"

@@ -4,7 +4,7 @@
 rule evaluate:
     input:
         metrics=f"{R}/cells/{{cell}}/metrics.json",
-        tasks=f"{R}/tasks.json",
+        tasks=ancient(f"{R}/tasks.json"),
     output:
         f"{R}/cells/{{cell}}/eval.json",
     params:

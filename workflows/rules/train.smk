@@ -14,8 +14,9 @@ rule cell_config:
 rule train:
     input:
         cfg=f"{R}/cells/{{cell}}/cell.yaml",
-        data=f"{R}/data.json",
-        tracking=f"{R}/mlflow.ready",
+        # ancient(): re-preparing shared data or the store must never retrain finished cells.
+        data=lambda w: ancient(f"{R}/data/{cell_data(w.cell)}.json"),
+        tracking=ancient(f"{R}/mlflow.ready"),
     output:
         f"{R}/cells/{{cell}}/metrics.json",
     benchmark:

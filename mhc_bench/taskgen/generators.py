@@ -14,8 +14,8 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from mhc_bench.evaluation import bbh, gsm, mmlu
-from mhc_bench.evaluation.splits import EVAL_SEED, order_key, split_items, take_side
+from mhc_bench.taskgen import bbh, gsm, mmlu
+from mhc_bench.taskgen.splits import EVAL_SEED, order_key, split_items, take_side
 
 Item = dict[str, Any]
 FAMILIES = ("bbh", "gsm", "mmlu")

@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from mhc_bench.data.fetch import DataIntegrityError, fetch_sdist, sha256_file
+from mhc_bench.fetch import DataIntegrityError, fetch_sdist, sha256_file
 from mhc_bench.paths import data_cache_dir
 
 BIGBENCH_VERSION = "1.0.0"

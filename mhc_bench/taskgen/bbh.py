@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from mhc_bench.evaluation import bigbench_files
-from mhc_bench.evaluation.splits import seeded_rng
+from mhc_bench.taskgen import bigbench_files
+from mhc_bench.taskgen.splits import seeded_rng
 
 Item = dict[str, Any]
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -1,4 +1,4 @@
-"""Small workflow steps that Snakemake rules run as ``python -m mhc_bench.workflow.steps``.
+"""Small workflow steps that Snakemake rules run as ``python -m mhc_bench.workflow.rule_steps``.
 
 Keeping the logic here (not in rule ``run:`` blocks) keeps rule code stable:
 Snakemake reruns jobs whose rule code changed, and a cosmetic edit must not
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,26 +37,16 @@ def prepare_tasks_step(max_items: int, out: Path) -> None:
                       "leaves": sorted(prepared.leaves), "groups": sorted(prepared.groups)})
 
 
-def tracking_init_step(uri: str, experiment: str, out: Path, attempts: int = 10) -> None:
+def tracking_init_step(uri: str, experiment: str, out: Path) -> None:
     """Create the MLflow store and the profile's experiment once, before any cell runs."""
-    import mlflow
+    from mhc_bench.tracking import ensure_experiment
 
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    for attempt in range(attempts):
-        try:
-            found = client.get_experiment_by_name(experiment)
-            exp_id = found.experiment_id if found else client.create_experiment(experiment)
-            break
-        except Exception as err:  # "database is locked" when another process initialises it
-            if attempt == attempts - 1:
-                raise
-            print(f"retrying MLflow initialisation: {err}", file=sys.stderr)
-            time.sleep(1 + attempt)
+    exp_id = ensure_experiment(uri, experiment)
     _write_json(out, {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp_id})
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mhc_bench.workflow.steps")
+    parser = argparse.ArgumentParser(prog="python -m mhc_bench.workflow.rule_steps")
     sub = parser.add_subparsers(dest="step", required=True)
     p = sub.add_parser("prepare-data")
     p.add_argument("--data", required=True, help="DataConfig fields as JSON")

@@ -11,18 +11,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mhc_bench.workflow.grid import ProfileError, profile_cells
+    from mhc_bench.workflow.grid import GRID_COLUMNS, profile_cells
 
-    try:
-        cells = profile_cells(args.profile)
-    except ProfileError as err:
-        print(f"error: {err}")
-        return 2
-    for cid, cell in cells.items():
+    for cid, cell in profile_cells(args.profile).items():
         if args.ids_only:
             print(cid)
-        else:
-            grid = cell["grid"]
-            coords = " ".join(f"{k}={grid[k]}" for k in ("variant", "n", "scale", "seed", "maps", "lr"))
-            print(f"{cid}\t{coords}")
+            continue
+        grid = cell["grid"]
+        coords = " ".join(f"{k}={grid[k]}" for k in GRID_COLUMNS)
+        print(f"{cid}\t{coords}\texperiments={'+'.join(cell['experiments'])}")
     return 0

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mhc_bench.evaluation import bigbench_files
-from mhc_bench.evaluation.splits import seeded_rng
+from mhc_bench.taskgen import bigbench_files
+from mhc_bench.taskgen.splits import seeded_rng
 
 Item = dict[str, Any]
 SOURCES: dict[str, tuple[str, str]] = {

