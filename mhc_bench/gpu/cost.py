@@ -217,6 +217,8 @@ def paper_prediction(assumptions: Assumptions | None = None) -> dict[str, Any]:
     """
     a = assumptions or Assumptions()
     predicted = {name: predict(gpu, a) for name, gpu in GPUS.items()}
+    adds = {name: sum(k["time_us"] for k in p["kernels"] if k["kernel"] == "autograd_adds_dx")
+            / p["mhc_layer_us"] for name, p in predicted.items()}
     variants = {name: {
         "fp32 stream, selective recompute": predict(gpu, _with(a, selective_recompute=True))["overhead_pct"],
         "bf16 stream": predict(gpu, _with(a, stream_dtype="bf16"))["overhead_pct"],
@@ -242,6 +244,9 @@ def paper_prediction(assumptions: Assumptions | None = None) -> dict[str, Any]:
             "The paper's 27B is an MoE with MLA; the baseline here is dense-equivalent (see sensitivity).",
             "Per-layer costs scale with the layer count on both sides: the percentage does not depend on "
             "whether the paper's 30 layers are blocks or residual layers, except via the LM head's share.",
+            "Largest single cost: autograd summing the three gradients of x (maps, pre and post+res each "
+            f"read x), {min(adds.values()):.0%}-{max(adds.values()):.0%} of the mHC time; one autograd node "
+            "for maps + pre and accumulation inside the backward kernels would remove most of it.",
         ],
     }
 
@@ -269,7 +274,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "`mhc_bench/gpu/cost.py`.",
         "",
         "| GPU | HBM GB/s | BF16 TFLOPS | predicted overhead | mHC per layer (us) | baseline step per "
-        "call (ms) | stream bytes per token per layer |",
+        "call (ms) | mHC bytes per token per layer |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in names:
