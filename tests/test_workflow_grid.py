@@ -42,7 +42,8 @@ def test_baseline_only_at_n1_and_grid_is_the_product() -> None:
     base = grid[grid.variant == "baseline"]
     assert set(base.n) == {1} and len(base) == 2  # two seeds, folded from n in {2, 4}
     assert len(grid[grid.variant != "baseline"]) == 2 * 2 * 2
-    assert list(grid.columns) == ["variant", "n", "scale", "seed", "maps", "lr", "data", "experiments"]
+    assert list(grid.columns) == ["variant", "n", "scale", "seed", "maps", "lr", "data", "experiments",
+                                  "evaluate"]
 
 
 def test_exclusions_and_lr_overrides() -> None:
@@ -245,3 +246,24 @@ def test_experiments_label_the_cells_that_serve_them() -> None:
     assert by_name["mhc-n2-s-res+pre+post-base-base-s0"]["experiments"] == ["main", "n_sweep"]
     assert by_name["mhc-n8-s-res+pre+post-base-base-s0"]["experiments"] == ["n_sweep"]
     assert by_name["mhc-n4-s-res+pre+post-base-base-s1"]["experiments"] == ["main"]
+
+
+def test_blocks_that_skip_evaluation_end_at_metrics_json(tmp_path) -> None:
+    from mhc_bench.workflow.grid import final_file
+
+    raw = minimal_profile()
+    raw["grid"][0]["evaluate"] = False
+    raw["grid"].append({"experiment": "downstream", "variant": ["mhc"], "n": [4], "scale": ["s"],
+                        "seed": [0]})
+    config = validate_profile(raw)
+    cells = cell_configs(config)
+    finals = {c["name"]: final_file(config, c) for c in cells.values()}
+    assert finals["mhc-n4-s-res+pre+post-base-base-s0"] == "eval.json"  # also in the evaluated block
+    assert finals["hc-n4-s-res+pre+post-base-base-s0"] == "metrics.json"
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    plan = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "1",
+                           "--configfile", str(path)], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert plan.returncode == 0, plan.stdout[-2000:]
+    counts = _job_counts(plan.stdout)
+    assert counts["train"] == len(cells) and counts["evaluate"] == 1

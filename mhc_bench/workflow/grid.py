@@ -70,7 +70,7 @@ def load_profile(name_or_path: str | Path) -> dict[str, Any]:
 
 
 def expand_grid(config: dict[str, Any]) -> pd.DataFrame:
-    """The grid as a DataFrame (``GRID_COLUMNS`` + ``experiments``), one row per cell, stable order."""
+    """The grid as a DataFrame (``GRID_COLUMNS``, ``experiments``, ``evaluate``), one row per cell."""
     from mhc_bench.workflow.profile import ALL_MAPS, Exclude
 
     excludes = [Exclude.model_validate(ex) for ex in config["exclude"]]
@@ -83,11 +83,12 @@ def expand_grid(config: dict[str, Any]) -> pd.DataFrame:
             if any(ex.matches({**row, "experiment": block["experiment"]}) for ex in excludes):
                 continue
             key = tuple(row[c] for c in GRID_COLUMNS)
-            entry = rows.setdefault(key, {**row, "experiments": []})
+            entry = rows.setdefault(key, {**row, "experiments": [], "evaluate": False})
             if block["experiment"] not in entry["experiments"]:
                 entry["experiments"].append(block["experiment"])
-    frame = pd.DataFrame(list(rows.values()), columns=[*GRID_COLUMNS, "experiments"])
-    return frame.astype({"n": int, "seed": int})
+            entry["evaluate"] = entry["evaluate"] or block["evaluate"]
+    frame = pd.DataFrame(list(rows.values()), columns=[*GRID_COLUMNS, "experiments", "evaluate"])
+    return frame.astype({"n": int, "seed": int, "evaluate": bool})
 
 
 def results_root(config: dict[str, Any]) -> Path:
@@ -145,7 +146,8 @@ def cell_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             cid = cell_id(CellConfig.model_validate(raw))
         except Exception as err:
             raise ProfileError(f"cell {raw['name']}: {err}") from None
-        grid = {k: (int(v) if k in ("n", "seed") else v) for k, v in row.items() if k != "experiments"}
+        grid = {k: (int(v) if k in ("n", "seed") else bool(v) if k == "evaluate" else v)
+                for k, v in row.items() if k != "experiments"}
         cells[cid] = {**raw, "grid": grid}
     return cells
 
@@ -160,6 +162,11 @@ def profile_cells(name_or_path: str | Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         raise ProfileError(f"no profile {str(name_or_path)!r} (known: {known_profiles()})")
     return _cached_cells(str(path), path.stat().st_mtime)
+
+
+def final_file(config: dict[str, Any], cell: dict[str, Any]) -> str:
+    """The file that marks a cell done: eval.json when it is evaluated, else metrics.json."""
+    return "eval.json" if config["eval"]["enabled"] and cell["grid"]["evaluate"] else "metrics.json"
 
 
 def write_cell_yaml(cell: dict[str, Any], path: Path) -> None:

@@ -63,6 +63,9 @@ class GridBlock(BaseModel):
     maps: list[str] = Field(default=[ALL_MAPS], min_length=1)
     lr: list[str] = Field(default=["base"], min_length=1)
     data: list[str] = Field(default=["base"], min_length=1)
+    # False: the block's cells are trained and probed but not run through lm-eval (saves the
+    # evaluation time of experiments whose claims rest on losses and gains only).
+    evaluate: bool = True
 
     @field_validator("n")
     @classmethod

@@ -34,12 +34,12 @@ def find_profile(cell_id: str, profile: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mhc_bench.workflow.grid import load_profile, profile_path, results_root
+    from mhc_bench.workflow.grid import final_file, load_profile, profile_cells, profile_path, results_root
     from mhc_bench.workflow.snakerun import run_snakemake
 
     profile = find_profile(args.cell_id, args.profile)
     config = load_profile(profile)
-    final = "eval.json" if config["eval"]["enabled"] else "metrics.json"
+    final = final_file(config, profile_cells(profile)[args.cell_id])
     target = f"{results_root(config)}/cells/{args.cell_id}/{final}"
     extra = ["--forcerun", "train", "evaluate"] if args.force else []
     extra += ["--dry-run"] if args.dry_run else []

@@ -45,6 +45,5 @@ def cell_dir(cell):
 
 
 def cell_targets():
-    """Every cell's final file: eval.json when evaluation is on, else metrics.json."""
-    final = "eval.json" if EVAL["enabled"] else "metrics.json"
-    return [f"{cell_dir(c)}/{final}" for c in CELLS]
+    """Every cell's final file: eval.json for evaluated cells, else metrics.json."""
+    return [f"{cell_dir(c)}/{G.final_file(config, cell)}" for c, cell in CELLS.items()]
