@@ -2,7 +2,8 @@
 
 Grid values come from the cell's config (``config.yaml`` as trained, else ``cell.yaml``
 as asked), falling back to ``metrics.json`` when there is neither. ``scale`` is
-``d<d_model>-L<n_layer>`` and ``maps`` a label made from the ``model.maps`` list content
+``d<d_model>-b<n_layer>`` (width and transformer blocks; the paper's L counts residual layers,
+``residual_layers`` = 2 x blocks) and ``maps`` a label made from the ``model.maps`` list content
 (``none``, ``res``, ``res+pre``, ``res+pre+post``; ``-`` for the baseline, which has no
 maps), so the report never depends on the profile's names for map sets. Metric columns
 are the fields of :class:`mhc_bench.cellfolder.Metrics`.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -33,13 +34,33 @@ GRID_COLUMNS = [
     "maps",
     "lr",
     "grad_clip",
+    "mix_weight",
+    "residual_layers",
     "experiments",
     "steps",
     "batch_size",
     "seq_len",
 ]
-# Cells sharing these form one group; seeds vary inside a group.
-GROUP_KEY = ["variant", "n", "scale", "maps", "lr"]
+
+
+class GroupKey(NamedTuple):
+    """Cells sharing these form one group; seeds vary inside a group.
+
+    ``grad_clip`` and ``mix_weight`` (task-format text mixed into training) are part of the key
+    so that a frontier cell without clipping, or a downstream cell on mixed data, never averages
+    with a main cell at the same width, depth and learning rate.
+    """
+
+    variant: str
+    n: float
+    scale: str
+    maps: str
+    lr: float
+    grad_clip: float
+    mix_weight: float
+
+
+GROUP_KEY = list(GroupKey._fields)
 # Metrics fields that duplicate grid columns (checked against the config, not repeated).
 _GRID_IN_METRICS = {"cell_id": "cell_id", "variant": "variant", "n_streams": "n", "seed": "seed"}
 METRIC_KEYS = [k for k, f in Metrics.model_fields.items()
@@ -94,6 +115,8 @@ def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
         "maps": BASELINE_MAPS if model.variant == "baseline" else maps_label(model.maps),
         "lr": train.lr,
         "grad_clip": train.grad_clip,
+        "mix_weight": cfg.data.mix_weight,  # share of task-format text mixed into training
+        "residual_layers": 2 * model.n_layer,  # the paper's L: attention and MLP are layers each
         # "+"-joined names of the profile's experiments this cell serves (main, depth, frontier...)
         "experiments": "+".join(cfg.experiments),
         "steps": train.steps,
@@ -209,35 +232,51 @@ def by_seed(rows: pd.DataFrame, column: str) -> dict[Any, float]:
     return {(r["cell_id"] if pd.isna(r["seed"]) else int(r["seed"])): r[column] for _, r in rows.iterrows()}
 
 
-def group_label(key: tuple[Any, ...]) -> str:
-    """``mhc n=4 d64-b2 res+pre+post lr=0.001`` for a ``GROUP_KEY`` tuple."""
-    variant, n, scale, maps, lr = key
-    n_txt = "?" if pd.isna(n) else int(n)
-    lr_txt = "?" if pd.isna(lr) else f"{lr:g}"
-    return f"{variant} n={n_txt} {scale} {maps} lr={lr_txt}"
+def fmt_float(value: Any) -> str:
+    """``0.001`` -> ``0.001``; NaN -> ``?``."""
+    return "?" if pd.isna(value) else f"{value:g}"
 
 
-def sorted_groups(frame: pd.DataFrame) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
-    """Groups of ``GROUP_KEY`` in a stable, readable order (baseline, hc, mhc; then n, scale...)."""
+def group_label(key: GroupKey) -> str:
+    """``mhc n=4 d64-b2 res+pre+post lr=0.001 clip=1 mix=0`` for a group key."""
+    n_txt = "?" if pd.isna(key.n) else int(key.n)
+    return (f"{key.variant} n={n_txt} {key.scale} {key.maps} lr={fmt_float(key.lr)} "
+            f"clip={fmt_float(key.grad_clip)} mix={fmt_float(key.mix_weight)}")
+
+
+def short_label(key: GroupKey) -> str:
+    """``mhc n=4 d64-b2`` (plus the map set, lr, clip or mix where they are not the usual)."""
+    n_txt = "?" if pd.isna(key.n) else int(key.n)
+    parts = [str(key.variant), f"n={n_txt}", str(key.scale)]
+    if key.maps not in (BASELINE_MAPS, "res+pre+post"):
+        parts.append(str(key.maps))
+    if not pd.isna(key.mix_weight) and key.mix_weight > 0:
+        parts.append(f"mix={fmt_float(key.mix_weight)}")
+    return " ".join(parts)
+
+
+def _num_order(value: Any) -> float:
+    return -1.0 if pd.isna(value) else float(value)
+
+
+def group_order(key: GroupKey) -> tuple[Any, ...]:
+    """Baseline, hc, mhc; then n, scale (numbers as numbers), map set, lr, clip, mixing."""
+    return (VARIANT_ORDER.get(key.variant, 9), str(key.variant), _num_order(key.n), scale_key(key.scale),
+            MAPS_RANK.get(key.maps, 9), str(key.maps), _num_order(key.lr), _num_order(key.grad_clip),
+            _num_order(key.mix_weight))
+
+
+def sorted_groups(frame: pd.DataFrame) -> list[tuple[GroupKey, pd.DataFrame]]:
+    """Groups of ``GroupKey`` in a stable, readable order (see :func:`group_order`)."""
     if frame.empty:
         return []
     keyed = frame.copy()
     keyed["variant"] = keyed["variant"].fillna("?")
-    groups = list(keyed.groupby(GROUP_KEY, dropna=False, sort=False))
-
-    def order(item: tuple[tuple[Any, ...], pd.DataFrame]) -> tuple[Any, ...]:
-        variant, n, scale, maps, lr = item[0]
-        return (
-            VARIANT_ORDER.get(variant, 9),
-            str(variant),
-            -1 if pd.isna(n) else n,
-            scale_key(scale),
-            MAPS_RANK.get(maps, 9),
-            str(maps),
-            -1.0 if pd.isna(lr) else lr,
-        )
-
-    return sorted(groups, key=order)
+    for column in GROUP_KEY:  # frames from older summaries may lack a key column
+        if column not in keyed:
+            keyed[column] = math.nan
+    groups = [(GroupKey(*key), rows) for key, rows in keyed.groupby(GROUP_KEY, dropna=False, sort=False)]
+    return sorted(groups, key=lambda item: group_order(item[0]))
 
 
 def bench_environment(bench: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
