@@ -168,3 +168,13 @@ def fmt_spread(values: Iterable[float | None], digits: int = 3) -> str:
     if len(vals) == 1:
         return fmt_num(mean, digits)
     return f"{fmt_num(mean, digits)} [{fmt_num(min(vals), digits)}, {fmt_num(max(vals), digits)}]"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion k/n (sound at 0/n and n/n, unlike the normal one)."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
