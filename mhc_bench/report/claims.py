@@ -44,6 +44,14 @@ def load_claims(path: Path | None = None) -> list[dict[str, Any]]:
     return claims
 
 
+def rule_params(rule: str, claims: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The params of the first claim judged by ``rule`` (tables reuse the thresholds they show)."""
+    for claim in claims if claims is not None else load_claims():
+        if claim["rule"] == rule:
+            return dict(claim.get("params") or {})
+    return {}
+
+
 def _ints(rows: pd.DataFrame, column: str) -> str:
     vals = sorted({int(v) for v in rows[column] if not pd.isna(v)}) if column in rows else []
     return "/".join(map(str, vals)) or "?"

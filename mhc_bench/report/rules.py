@@ -1,36 +1,61 @@
 """Rule functions that judge one claim each; thresholds come from ``claims.yaml``.
 
 A rule gets the :class:`Evidence` and its params and returns an :class:`Outcome`.
-Two principles throughout: missing data is "inconclusive" with a reason that
-names what is missing, and a loss or score difference only counts when its
-95 % CI over seeds excludes the other side (otherwise "inconclusive").
+Principles throughout: each claim is judged on the cells of the experiment that settles it
+(the profile's grid blocks name it) and its reason names that experiment and its scale; a
+profile without that experiment gets "inconclusive" saying so; missing data is
+"inconclusive" with a reason that names what is missing; a difference only counts when
+its 95 % CI over seeds excludes the other side, and "not reproduced" whenever a CI
+excludes the paper's direction. Rules judge only: selecting and comparing cells is in
+``compare`` (and ``depth``, ``frontier``, ``downstream``), shared with the tables.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from mhc_bench.report.aggregate import GROUP_KEY, bench_environment, by_seed, eval_tasks, sorted_groups
+from mhc_bench.report import depth as dep
+from mhc_bench.report import frontier as fr
+from mhc_bench.report.aggregate import (
+    GROUP_KEY,
+    bench_environment,
+    by_seed,
+    eval_tasks,
+    sorted_groups,
+)
+from mhc_bench.report.compare import (
+    baseline_rows,
+    describe_scope,
+    diverged,
+    in_experiment,
+    loss_gap,
+    select,
+    trained,
+    values,
+)
+from mhc_bench.report.downstream import downstream_cells, left_chance_sentence
+from mhc_bench.report.perf_model import PerfModel
 from mhc_bench.report.stats import Estimate, difference, estimate, fmt_estimate, fmt_num, no_signal
-from mhc_bench.report.tables import baseline_rows, loss_gap
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 
 
 @dataclass
 class Evidence:
-    """What the rules may look at: the summary frame, per-cell histories, the benchmark."""
+    """What the rules may look at: the summary frame, per-cell probe histories and final gains,
+    the benchmark, and the kernels' performance model (predictions, shown but never judged)."""
 
     frame: pd.DataFrame
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     bench: dict[str, Any] | None = None
+    gains: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    perf_model: PerfModel | None = None
 
 
 @dataclass
@@ -52,13 +77,26 @@ def rule(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
     return fn
 
 
+def missing_experiment(ev: Evidence, name: str) -> str:
+    """Why an experiment has nothing to judge: absent from the profile, or not trained yet."""
+    if in_experiment(ev.frame, name).empty:
+        return f"this profile runs no {name} experiment"
+    return f"the {name} experiment has no trained cells yet"
+
+
+def no_experiment(ev: Evidence, name: str) -> Outcome:
+    return Outcome(INCONCLUSIVE, "—", missing_experiment(ev, name))
+
+
 def _trained(
-    ev: Evidence, variant: str | None = None, maps: str | None = None, n: int | None = None
+    ev: Evidence, variant: str | None = None, maps: str | None = None, n: int | None = None,
+    experiment: str | None = None,
 ) -> pd.DataFrame:
-    f = ev.frame
-    if f.empty:
-        return f
-    rows = f[f["has_metrics"].astype(bool)]
+    rows = trained(ev.frame) if not ev.frame.empty else ev.frame
+    if rows.empty:
+        return rows
+    if experiment is not None:
+        rows = in_experiment(rows, experiment)
     if variant is not None:
         rows = rows[rows["variant"] == variant]
     if maps is not None:
@@ -66,15 +104,6 @@ def _trained(
     if n is not None:
         rows = rows[rows["n"] == n]
     return rows
-
-
-def _values(rows: pd.DataFrame, *columns: str) -> list[float]:
-    """Non-NaN values (inf kept: a blown-up gain must count) of the columns."""
-    out = []
-    for c in columns:
-        if c in rows:
-            out.extend(float(v) for v in rows[c] if not pd.isna(v))
-    return out
 
 
 def _combine(verdicts: list[str]) -> str:
@@ -85,20 +114,27 @@ def _combine(verdicts: list[str]) -> str:
     return REPRODUCED if all(v == REPRODUCED for v in verdicts) else INCONCLUSIVE
 
 
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    frames = [f for f in frames if f is not None and not f.empty]
+    return pd.concat(frames).drop_duplicates("cell_id") if frames else None
+
+
 @rule
 def single_gain_within(ev: Evidence, variant: str, low: float, high: float) -> Outcome:
+    """Every cell of ``variant`` (all experiments) keeps each layer's gains in ``[low, high]``."""
     rows = _trained(ev, variant)
     if rows.empty:
         return Outcome(INCONCLUSIVE, "—", f"no cells for {variant}")
-    fwd, bwd = _values(rows, "max_single_fwd"), _values(rows, "max_single_bwd")
+    scope = describe_scope(rows)
+    fwd, bwd = values(rows, "max_single_fwd"), values(rows, "max_single_bwd")
     if not fwd and not bwd:
-        return Outcome(INCONCLUSIVE, "—", f"no single-layer gains logged for {variant}", rows)
+        return Outcome(INCONCLUSIVE, "—", f"{scope}: no single-layer gains logged for {variant}", rows)
     value = "; ".join(
         f"{name} {fmt_num(min(v))}-{fmt_num(max(v))}" for name, v in (("fwd", fwd), ("bwd", bwd)) if v
     )
     bad = rows[
         [
-            any(not low <= g <= high for g in _values(rows.loc[[i]], "max_single_fwd", "max_single_bwd"))
+            any(not low <= g <= high for g in values(rows.loc[[i]], "max_single_fwd", "max_single_bwd"))
             for i in rows.index
         ]
     ]
@@ -106,131 +142,219 @@ def single_gain_within(ev: Evidence, variant: str, low: float, high: float) -> O
         return Outcome(
             NOT_REPRODUCED,
             value,
-            f"outside [{low}, {high}] in {len(bad)} of {len(rows)} cells: " + ", ".join(bad["cell_id"]),
+            f"{scope}: outside [{low}, {high}] in {len(bad)} of {len(rows)} cells: "
+            + ", ".join(bad["cell_id"]),
             rows,
         )
-    return Outcome(REPRODUCED, value, f"within [{low}, {high}] in all {len(rows)} {variant} cells", rows)
+    return Outcome(REPRODUCED, value, f"{scope}: within [{low}, {high}] in all {len(rows)} {variant} cells",
+                   rows)
 
 
 @rule
 def composite_gain_bounded(ev: Evidence, variant: str, ceiling: float) -> Outcome:
+    """The paper's composite gains (suffix products) of every ``variant`` cell stay <= ``ceiling``."""
     rows = _trained(ev, variant)
-    gains = _values(rows, "max_composite_fwd", "max_composite_bwd")
+    gains = values(rows, "max_composite_fwd", "max_composite_bwd")
     if not gains:
         return Outcome(INCONCLUSIVE, "—", f"no cells for {variant} with composite gains", rows)
+    scope = describe_scope(rows)
     top = max(gains)
-    atten = _values(rows, "min_composite_min_col")
+    atten = values(rows, "min_composite_min_col")
     extra = f"; min column sum {fmt_num(min(atten))}" if atten else ""
     value = f"max {fmt_num(top)}{extra}"
     if top <= ceiling:
-        return Outcome(REPRODUCED, value, f"max composite gain <= {ceiling} in all {len(rows)} cells", rows)
+        return Outcome(REPRODUCED, value,
+                       f"{scope}: max composite gain <= {ceiling} in all {len(rows)} cells", rows)
     worst = rows.loc[rows[["max_composite_fwd", "max_composite_bwd"]].max(axis=1).idxmax(), "cell_id"]
-    return Outcome(NOT_REPRODUCED, value, f"exceeds {ceiling} (worst cell {worst})", rows)
+    return Outcome(NOT_REPRODUCED, value, f"{scope}: exceeds {ceiling} (worst cell {worst})", rows)
 
 
-def _matched(ev: Evidence, variant: str, reference: str) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple]]:
-    """Cells of both variants restricted to (n, scale, maps, lr) settings both have."""
-    a, b = _trained(ev, variant), _trained(ev, reference)
+def _matched(rows: pd.DataFrame, variant: str, reference: str) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """Cells of both variants restricted to the group settings (all but the variant) both have."""
+    a, b = rows[rows["variant"] == variant], rows[rows["variant"] == reference]
     keys = [k for k in GROUP_KEY if k != "variant"]
     common = sorted(set(map(tuple, a[keys].astype(str).values)) & set(map(tuple, b[keys].astype(str).values)))
     mask = lambda df: df[keys].astype(str).apply(tuple, axis=1).isin(common)  # noqa: E731
     return (a[mask(a)] if common else a.iloc[0:0]), (b[mask(b)] if common else b.iloc[0:0]), common
 
 
-@rule
-def composite_gain_exceeds(
-    ev: Evidence, variant: str, reference: str, factor: float, min_abs: float
-) -> Outcome:
-    a, b, common = _matched(ev, variant, reference)
+def _exceeds_on_main(ev: Evidence, variant: str, reference: str, factor: float, min_abs: float,
+                     experiment: str) -> tuple[str, str, str, pd.DataFrame | None]:
+    """(verdict, value, reason, rows): ``variant``'s composite gain above ``reference``'s."""
+    rows = _trained(ev, experiment=experiment)
+    if rows.empty:
+        return INCONCLUSIVE, "", missing_experiment(ev, experiment), None
+    a, b, common = _matched(rows, variant, reference)
     if not common:
-        return Outcome(
-            INCONCLUSIVE, "—", f"no cells for {variant} and {reference} at the same n/scale/maps/lr"
-        )
+        return (INCONCLUSIVE, "", f"{experiment} experiment: no {variant} and {reference} cells at the same "
+                "settings", None)
+    used = pd.concat([a, b])
+    scope = describe_scope(used, experiment)
     cols = ("max_composite_fwd", "max_composite_bwd")
-    ga, gb = _values(a, *cols), _values(b, *cols)
+    ga, gb = values(a, *cols), values(b, *cols)
     if not ga or not gb:
-        return Outcome(INCONCLUSIVE, "—", "composite gains not logged", pd.concat([a, b]))
+        return INCONCLUSIVE, "", f"{scope}: composite gains not logged", used
     top_a, top_b = max(ga), max(gb)
     ratio = top_a / top_b if top_b > 0 else math.inf
-    value = f"{variant} max {fmt_num(top_a)} vs {reference} max {fmt_num(top_b)} (x{fmt_num(ratio, 2)})"
+    value = (f"{experiment}: {variant} max {fmt_num(top_a)} vs {reference} max {fmt_num(top_b)} "
+             f"(x{fmt_num(ratio, 2)})")
     if top_a >= factor * top_b and top_a > min_abs:
-        return Outcome(
-            REPRODUCED, value, f"{variant} >= {factor} x {reference} and > {min_abs}", pd.concat([a, b])
-        )
-    return Outcome(
-        NOT_REPRODUCED,
-        value,
-        f"{variant} composite gain stays below {factor} x {reference} "
-        f"or {min_abs} (grad clipping can keep small models tame)",
-        pd.concat([a, b]),
-    )
+        return REPRODUCED, value, f"{scope}: {variant} >= {factor} x {reference} and > {min_abs}", used
+    return (NOT_REPRODUCED, value, f"{scope}: {variant} composite gain stays below {factor} x {reference} "
+            f"or {min_abs}", used)
 
 
-def grad_spikes(history: list[dict[str, Any]], factor: float, skip_fraction: float) -> int:
-    """Probe steps whose grad norm exceeds ``factor`` x the run's median (early steps skipped)."""
-    norms = [(r.get("step"), r.get("grad_norm")) for r in history]
-    norms = [(s, float(g)) for s, g in norms if s is not None and g is not None and not math.isnan(float(g))]
-    if len(norms) < 3:
-        return 0
-    last = max(s for s, _ in norms)
-    kept = [g for s, g in norms if s >= skip_fraction * last]
-    if not kept:
-        return 0
-    median = statistics.median(kept)
-    return sum(1 for g in kept if g > factor * median or math.isinf(g))
+def _factor_text(fit: dep.GrowthFit) -> str:
+    ci = "" if fit.half is None else f" [{fit.factor_low:.3f}, {fit.factor_high:.3f}]"
+    return f"x{fit.factor:.3f}/layer{ci}"
 
 
-def _instability(ev: Evidence, rows: pd.DataFrame, factor: float, skip: float) -> dict[str, str]:
-    out = {}
-    for _, r in rows.iterrows():
-        why = []
-        if r.get("status") == "diverged":
-            step, reason = r.get("diverged_step"), r.get("diverged_reason")
-            at = "" if pd.isna(step) else f" at step {fmt_num(step, 0)}"
-            why.append(f"diverged{at}" + ("" if pd.isna(reason) or not reason else f" ({reason})"))
-        if not pd.isna(r.get("spike_count")) and r.get("spike_count", 0) > 0:
-            why.append(f"{int(r['spike_count'])} loss spikes")
-        g = grad_spikes(ev.histories.get(r["cell_id"], []), factor, skip)
-        if g:
-            why.append(f"{g} grad-norm spikes")
-        if why:
-            out[r["cell_id"]] = ", ".join(why)
-    return out
+def _reference_growth(fit: dep.GrowthFit | None, reference: str) -> str:
+    if fit is None:
+        return f"{reference}: no fit (fewer than two depths)"
+    if fit.half is None:
+        shape = "no CI"
+    elif fit.factor_low > 1:
+        shape = "grows"
+    elif fit.factor_high < 1:
+        shape = "shrinks"
+    else:
+        shape = "flat: CI includes 1"
+    return f"{reference} {_factor_text(fit)} ({shape})"
+
+
+def _growth_with_depth(ev: Evidence, variant: str, reference: str, target: float,
+                       experiment: str) -> tuple[list[str], list[str], list[str], list[pd.DataFrame]]:
+    """(verdicts, values, reasons, rows): per depth series, does ``variant``'s gain grow with L?"""
+    rows = _trained(ev, experiment=experiment)
+    if rows.empty:
+        return [INCONCLUSIVE], [], [f"{missing_experiment(ev, experiment)}, so growth with depth is "
+                                    "untested"], []
+    verdicts, parts, reasons, used = [], [], [], []
+    for label, series in dep.settings(rows):
+        mine = series[series["variant"] == variant]
+        if mine.empty:
+            continue
+        used.append(series)
+        fit = dep.fit_growth(mine, "max")
+        ref = _reference_growth(dep.fit_growth(series[series["variant"] == reference], "max"), reference)
+        depths = "/".join(str(L) for L in sorted({int(v) for v in dep.layers(mine).dropna()}))
+        seeds = mine["seed"].dropna().nunique()
+        scope = f"{experiment} experiment at {label}, L={depths} ({seeds} seed{'s' if seeds != 1 else ''})"
+        left_out = len(diverged(mine))
+        note = f"; {left_out} diverged {variant} cell(s) left out of the fit" if left_out else ""
+        if fit is None:
+            verdicts.append(INCONCLUSIVE)
+            reasons.append(f"{scope}: fewer than two depths with completed {variant} cells{note}")
+            continue
+        reach = fit.reaches(target)
+        reach_txt = (f"fit reaches {target:g} at L ~ {reach:.0f} (extrapolation)" if reach is not None
+                     else f"fit never reaches {target:g} (no growth)")
+        parts.append(f"{experiment} {label}: {variant} {_factor_text(fit)}, {reach_txt}; {ref}")
+        if fit.half is None:
+            verdict, why = INCONCLUSIVE, f"{fit.points} points only: no CI on the growth"
+        elif fit.factor_low > 1:
+            verdict, why = REPRODUCED, "per-layer growth's 95 % CI above 1"
+        elif fit.factor_high < 1:
+            verdict, why = NOT_REPRODUCED, "per-layer growth's 95 % CI below 1: the gain shrinks with depth"
+        else:
+            verdict, why = INCONCLUSIVE, "per-layer growth's 95 % CI includes 1"
+        verdicts.append(verdict)
+        reasons.append(f"{scope}: {variant} {_factor_text(fit)}, {why}; {ref}{note}")
+    if not used:
+        return [INCONCLUSIVE], [], [f"{experiment} experiment has no {variant} cells"], []
+    return verdicts, parts, reasons, used
 
 
 @rule
-def unstable_vs_stable(
-    ev: Evidence, variant: str, reference: str, grad_spike_factor: float, skip_fraction: float
+def composite_gain_grows(
+    ev: Evidence, variant: str, reference: str, factor: float, min_abs: float, target: float,
+    main: str = "main", depth: str = "depth",
 ) -> Outcome:
-    a, b = _trained(ev, variant), _trained(ev, reference)
-    if a.empty or b.empty:
-        missing = " and ".join(v for v, r in ((variant, a), (reference, b)) if r.empty)
-        return Outcome(INCONCLUSIVE, "—", f"no cells for {missing}", pd.concat([a, b]))
-    ua = _instability(ev, a, grad_spike_factor, skip_fraction)
-    ub = _instability(ev, b, grad_spike_factor, skip_fraction)
-    value = f"{variant}: {len(ua)}/{len(a)} unstable cells; {reference}: {len(ub)}/{len(b)}"
-    rows = pd.concat([a, b])
-    if ub:
-        return Outcome(
-            NOT_REPRODUCED,
-            value,
-            f"{reference} unstable: " + "; ".join(f"{k}: {v}" for k, v in sorted(ub.items())),
-            rows,
-        )
-    if not ua:
-        return Outcome(
-            NOT_REPRODUCED,
-            value,
-            f"{variant} trained smoothly too (no divergence, loss or "
-            "grad-norm spikes; clipping may absorb it, as at 1.7B in the reproduction)",
-            rows,
-        )
-    return Outcome(
-        REPRODUCED,
-        value,
-        f"{variant}: " + "; ".join(f"{k}: {v}" for k, v in sorted(ua.items())) + f"; {reference} smooth",
-        rows,
-    )
+    """C3: on ``main``, ``variant``'s composite gain exceeds ``reference``'s; on ``depth``, it grows
+    with the number of residual layers (log-linear fit, per-layer growth CI above 1)."""
+    verdict, value, reason, main_rows = _exceeds_on_main(ev, variant, reference, factor, min_abs, main)
+    d_verdicts, d_values, d_reasons, d_rows = _growth_with_depth(ev, variant, reference, target, depth)
+    parts = [v for v in [value, *d_values] if v]
+    return Outcome(_combine([verdict, *d_verdicts]), "; ".join(parts) or "—", "; ".join([reason, *d_reasons]),
+                   _concat([main_rows, *d_rows]))
+
+
+def _frontier_text(points: list[fr.LrPoint]) -> str:
+    return ", ".join(f"{p.lr:g}: {p.seeds_text()}" for p in points)
+
+
+def _judge_frontier(variant: str, reference: str, pa: list[fr.LrPoint], pb: list[fr.LrPoint],
+                    others_diverged: bool, min_fraction: float) -> tuple[str, str]:
+    """(verdict, why) for one frontier series; ``pa``/``pb`` on the same learning rates."""
+    fa, fb = fr.frontier(pa), fr.frontier(pb)
+    assert fa is not None and fb is not None
+    if not (fa.any_diverged or fb.any_diverged):
+        if not others_diverged:
+            return INCONCLUSIVE, (f"the sweep did not reach instability: no seed of any variant diverged at "
+                                  f"lr up to {fa.top:g}")
+        return INCONCLUSIVE, (f"neither {variant} nor {reference} diverged at lr up to {fa.top:g}: the "
+                              f"sweep did not reach {variant}'s instability")
+    if fb.rank < fa.rank:
+        first = next(p for p in pb if p.diverged)
+        return NOT_REPRODUCED, (f"{reference} diverges first ({first.seeds_text()} seeds at lr {first.lr:g}) "
+                                f"while {variant} is stable up to {fa.text()}")
+    if fa.rank == fb.rank:
+        first_a, first_b = next(p for p in pa if p.diverged), next(p for p in pb if p.diverged)
+        return INCONCLUSIVE, (f"both first diverge at lr {first_a.lr:g} ({variant} {first_a.seeds_text()}, "
+                              f"{reference} {first_b.seeds_text()} seeds): the sweep's steps cannot "
+                              "separate them")
+    limit = math.inf if not fb.any_diverged else fb.rank
+    best = max((p for p in pa if p.diverged and p.lr <= limit), key=lambda p: (p.fraction, -p.lr))
+    where = f"lr {best.lr:g}, where {reference} diverged in no seed"
+    if best.fraction >= min_fraction:
+        return REPRODUCED, f"{variant} diverged in {best.seeds_text()} seeds at {where}"
+    return INCONCLUSIVE, (f"{variant} diverged in only {best.seeds_text()} seeds at {where}: below "
+                          f"{min_fraction:.0%} of seeds, within seed noise")
+
+
+@rule
+def stability_frontier(
+    ev: Evidence, variant: str, reference: str, min_fraction: float, blowup_gain: float,
+    experiment: str = "frontier",
+) -> Outcome:
+    """C4 on the learning-rate sweep: ``variant``'s largest stable lr is below ``reference``'s."""
+    rows = _trained(ev, experiment=experiment)
+    if rows.empty:
+        return no_experiment(ev, experiment)
+    verdicts, parts, reasons = [], [], []
+    for scale, series in fr.settings(rows):
+        by_n = {v: dict(fr.variant_rows(series, v)) for v in (variant, reference)}
+        common = sorted(set(by_n[variant]) & set(by_n[reference]))
+        if not common:
+            verdicts.append(INCONCLUSIVE)
+            reasons.append(f"{experiment} experiment at {scale}: no {variant} and {reference} cells at the "
+                           "same n")
+            continue
+        others_diverged = not diverged(series).empty
+        clips = sorted({float(c) for c in series.get("grad_clip", []) if not pd.isna(c) and c > 0})
+        clip_note = f" (with gradient clipping {'/'.join(f'{c:g}' for c in clips)})" if clips else ""
+        for n in common:
+            pa = fr.lr_points(by_n[variant][n], ev.histories, ev.gains, blowup_gain)
+            pb = fr.lr_points(by_n[reference][n], ev.histories, ev.gains, blowup_gain)
+            lrs = {p.lr for p in pa} & {p.lr for p in pb}
+            pa, pb = [p for p in pa if p.lr in lrs], [p for p in pb if p.lr in lrs]
+            if not lrs:
+                verdicts.append(INCONCLUSIVE)
+                reasons.append(f"{experiment} experiment at {scale} n={n}: no learning rate run for both")
+                continue
+            fa, fb = fr.frontier(pa), fr.frontier(pb)
+            assert fa is not None and fb is not None
+            seeds = series["seed"].dropna().nunique()
+            scope = (f"{experiment} experiment at {scale} n={n}, lr {min(lrs):g}-{max(lrs):g} "
+                     f"({seeds} seed{'s' if seeds != 1 else ''}){clip_note}")
+            parts.append(f"{scale} n={n}: largest stable lr {variant} {fa.text()}, {reference} {fb.text()}; "
+                         f"diverged seeds per lr: {variant} {_frontier_text(pa)}; "
+                         f"{reference} {_frontier_text(pb)}")
+            verdict, why = _judge_frontier(variant, reference, pa, pb, others_diverged, min_fraction)
+            verdicts.append(verdict)
+            reasons.append(f"{scope}: {why}")
+    return Outcome(_combine(verdicts), "; ".join(parts) or "—", "; ".join(reasons), rows)
 
 
 def _gap_verdict(gap: Estimate) -> str:
@@ -241,36 +365,44 @@ def _gap_verdict(gap: Estimate) -> str:
     return NOT_REPRODUCED if gap.low > 0 else INCONCLUSIVE
 
 
+def _gap_reason(gap: Estimate, verdict: str) -> str:
+    ci = "" if gap.half is None else f" [{gap.low:+.4f}, {gap.high:+.4f}]"
+    if verdict == REPRODUCED:
+        return f"95 % CI{ci} below 0"
+    if verdict == NOT_REPRODUCED:
+        return f"95 % CI{ci} above 0: the opposite of the paper's direction"
+    if gap.n == 0:
+        return "no completed cells"
+    return "one seed, no CI" if gap.half is None else "CI overlaps 0"
+
+
 @rule
-def loss_gap_negative(ev: Evidence, variant: str, maps: str) -> Outcome:
-    rows = _trained(ev, variant, maps)
+def loss_gap_negative(ev: Evidence, variant: str, maps: str, experiment: str = "main") -> Outcome:
+    """C5: ``variant``'s loss minus the baseline's, CI below 0, on ``experiment``'s cells."""
+    cells = _trained(ev, experiment=experiment)
+    if cells.empty:
+        return no_experiment(ev, experiment)
+    rows = cells[(cells["variant"] == variant) & (cells["maps"] == maps)]
     if rows.empty:
-        return Outcome(INCONCLUSIVE, "—", f"no cells for {variant} with maps {maps}")
+        return Outcome(INCONCLUSIVE, "—", f"{experiment} experiment has no {variant} cells with maps {maps}")
     parts, verdicts, reasons, used = [], [], [], [rows]
+    everyone = _trained(ev)
     for key, group in sorted_groups(rows):
-        base = baseline_rows(ev.frame[ev.frame["has_metrics"].astype(bool)], key[2], key[4])
-        label = f"n={int(key[1])} {key[2]}"
+        base = baseline_rows(everyone, key)
+        label = f"n={int(key.n)} {key.scale}"
         if base.empty:
-            reasons.append(f"{label}: no baseline cells at {key[2]}")
+            reasons.append(f"{label}: no baseline cells at {key.scale}")
             verdicts.append(INCONCLUSIVE)
             continue
         used.append(base)
-        gap = loss_gap(ev.frame, group, key[2], key[4])
+        gap = loss_gap(everyone, group, key)
         parts.append(f"{label}: {fmt_estimate(gap, 4, signed=True)}")
         verdict = _gap_verdict(gap)
         verdicts.append(verdict)
-        ci = "" if gap.half is None else f" [{gap.low:+.4f}, {gap.high:+.4f}]"
-        reasons.append(
-            f"{label}: "
-            + {
-                REPRODUCED: f"95 % CI{ci} below 0",
-                NOT_REPRODUCED: f"95 % CI{ci} above 0: the opposite of the paper's direction",
-                INCONCLUSIVE: "one seed, no CI"
-                if gap.half is None and gap.n
-                else ("no completed cells" if gap.n == 0 else "CI overlaps 0"),
-            }[verdict]
-        )
-    return Outcome(_combine(verdicts), "; ".join(parts) or "—", "; ".join(reasons), pd.concat(used))
+        reasons.append(f"{label}: {_gap_reason(gap, verdict)}")
+    used_rows = pd.concat(used)
+    reason = f"{describe_scope(used_rows, experiment)}: " + "; ".join(reasons)
+    return Outcome(_combine(verdicts), "; ".join(parts) or "—", reason, used_rows)
 
 
 def _ordered(points: list[tuple[str, Estimate]]) -> tuple[str, str]:
@@ -291,24 +423,31 @@ def _ordered(points: list[tuple[str, Estimate]]) -> tuple[str, str]:
     return INCONCLUSIVE, f"ordered by means, but {k1} vs {k0} is within seed noise (or one seed)"
 
 
-def _gap_estimates(ev: Evidence, rows: pd.DataFrame, by: str) -> list[tuple[Any, Estimate]]:
-    out = []
-    for key, group in sorted_groups(rows):
-        out.append((key[GROUP_KEY.index(by)], loss_gap(ev.frame, group, key[2], key[4])))
-    return out
+def gap_estimates(frame: pd.DataFrame, rows: pd.DataFrame, by: str) -> list[tuple[Any, Estimate]]:
+    """The loss gap to the baseline of each group in ``rows``, keyed by the group key field ``by``."""
+    return [(getattr(key, by), loss_gap(frame, group, key)) for key, group in sorted_groups(rows)]
+
+
+SETTING = ["variant", "n", "scale", "lr", "grad_clip", "mix_weight"]
 
 
 @rule
-def ablation_order(ev: Evidence, variant: str | None, order: list[str], res_share: float) -> Outcome:
-    rows = _trained(ev)
-    rows = rows[rows["variant"] != "baseline"] if variant is None else rows[rows["variant"] == variant]
+def ablation_order(ev: Evidence, variant: str | None, order: list[str], res_share: float,
+                   experiment: str = "ablation") -> Outcome:
+    """C6: on ``experiment``'s ``variant`` cells, gaps fall along ``order`` and H_res gives most of it."""
+    cells = _trained(ev, experiment=experiment)
+    if cells.empty:
+        return no_experiment(ev, experiment)
+    rows = cells[cells["variant"] != "baseline"] if variant is None else cells[cells["variant"] == variant]
     rows = rows[rows["maps"].isin(order)]
+    everyone = _trained(ev)
     verdicts, parts, reasons, used = [], [], [], []
-    for (var, n, scale, lr), setting in rows.groupby(["variant", "n", "scale", "lr"], sort=True):
+    for setting_key, setting in rows.groupby(SETTING, sort=True, dropna=False):
         if setting["maps"].nunique() < 2:
             continue
+        var, n, scale, lr = setting_key[:4]
         used.append(setting)
-        gaps = dict(_gap_estimates(ev, setting, "maps"))
+        gaps = dict(gap_estimates(everyone, setting, "maps"))
         points = [(m, gaps[m]) for m in order if m in gaps]
         verdict, why = _ordered(points)
         label = f"{var} n={int(n)} {scale} lr={lr:g}"
@@ -322,18 +461,28 @@ def ablation_order(ev: Evidence, variant: str | None, order: list[str], res_shar
         parts.append(f"{label}: " + ", ".join(f"{m} {fmt_num(e.mean, 4)}" for m, e in points if e.n))
         reasons.append(f"{label}: {why}")
     if not used:
-        return Outcome(INCONCLUSIVE, "—", "no cells for an ablation (two or more map sets at one setting)")
-    return Outcome(_combine(verdicts), "; ".join(parts), "; ".join(reasons), pd.concat(used))
+        who = variant or "any variant"
+        return Outcome(INCONCLUSIVE, "—", f"{experiment} experiment has no {who} cells with two or more map "
+                       "sets at one setting")
+    used_rows = pd.concat(used)
+    reason = f"{describe_scope(used_rows, experiment)}: " + "; ".join(reasons)
+    return Outcome(_combine(verdicts), "; ".join(parts), reason, used_rows)
 
 
 @rule
-def gap_improves_with_n(ev: Evidence, variant: str, maps: str) -> Outcome:
-    rows = _trained(ev, variant, maps)
+def gap_improves_with_n(ev: Evidence, variant: str, maps: str, experiment: str = "n_sweep") -> Outcome:
+    """C7: on ``experiment``'s cells, ``variant``'s loss gap to the baseline falls as n grows."""
+    cells = _trained(ev, experiment=experiment)
+    if cells.empty:
+        return no_experiment(ev, experiment)
+    rows = cells[(cells["variant"] == variant) & (cells["maps"] == maps)]
     if rows.empty:
-        return Outcome(INCONCLUSIVE, "—", f"no cells for {variant} with maps {maps}")
+        return Outcome(INCONCLUSIVE, "—", f"{experiment} experiment has no {variant} cells with maps {maps}")
+    everyone = _trained(ev)
     verdicts, parts, reasons = [], [], []
-    for (scale, lr), setting in rows.groupby(["scale", "lr"], sort=True):
-        points = [(f"n={int(n)}", e) for n, e in _gap_estimates(ev, setting, "n")]
+    for (scale, lr, _clip, _mix), setting in rows.groupby(["scale", "lr", "grad_clip", "mix_weight"],
+                                                         sort=True, dropna=False):
+        points = [(f"n={int(n)}", e) for n, e in gap_estimates(everyone, setting, "n")]
         label = f"{scale} lr={lr:g}"
         parts.append(f"{label}: " + ", ".join(f"{k} {fmt_num(e.mean, 4)}" for k, e in points if e.n))
         if len([p for p in points if p[1].n]) < 2:
@@ -343,33 +492,40 @@ def gap_improves_with_n(ev: Evidence, variant: str, maps: str) -> Outcome:
         verdict, why = _ordered(points)
         verdicts.append(verdict)
         reasons.append(f"{label}: {why}")
-    return Outcome(_combine(verdicts), "; ".join(parts), "; ".join(reasons), rows)
+    reason = f"{describe_scope(rows, experiment)}: " + "; ".join(reasons)
+    return Outcome(_combine(verdicts), "; ".join(parts), reason, rows)
 
 
 @rule
 def downstream_beats(
     ev: Evidence, variant: str, baseline: str, rival: str, maps: str, chance_tol: float
 ) -> Outcome:
-    tasks = eval_tasks(ev.frame)
-    rows = _trained(ev, variant, maps)
+    """C8 on the downstream experiment (else main's scores, said so): ``variant`` above ``baseline``
+    beyond CI on every task with signal, and not behind ``rival`` on most."""
+    cells, experiment, fell_back = downstream_cells(ev.frame)
+    cells = trained(cells)
+    where = (f"{experiment} experiment (this profile runs no downstream experiment: judged on main's scores)"
+             if fell_back else f"{experiment} experiment")
+    if cells.empty:
+        why = ("this profile runs no downstream or main experiment" if fell_back and
+               in_experiment(ev.frame, experiment).empty else f"{where}: no trained cells yet")
+        return Outcome(INCONCLUSIVE, "—", why)
+    tasks = eval_tasks(cells)
+    rows = cells[(cells["variant"] == variant) & (cells["maps"] == maps)]
     if not tasks or rows.empty:
-        return Outcome(INCONCLUSIVE, "—", "no eval scores" if not tasks else f"no cells for {variant}")
-    trained = _trained(ev)
+        missing = "no eval scores" if not tasks else f"no {variant} cells"
+        return Outcome(INCONCLUSIVE, "—", f"{where}: {missing}")
+    scope = describe_scope(cells, experiment)
+    if fell_back:
+        scope += " (this profile runs no downstream experiment: judged on main's scores)"
     at_chance_tasks, parts, used, compared, ahead_sig = [], [], [rows], 0, 0
     below: dict[str, list[str]] = {baseline: [], rival: []}  # behind beyond CI
     behind: dict[str, list[str]] = {baseline: [], rival: []}  # behind by means only
     rival_compared = 0
     for key, group in sorted_groups(rows):
-        _, n, scale, _, lr = key
-        others = {baseline: baseline_rows(trained, scale, lr)}
-        rv = trained[
-            (trained["variant"] == rival)
-            & (trained["n"] == n)
-            & (trained["scale"] == scale)
-            & (trained["maps"] == maps)
-            & (trained["lr"] == lr)
-        ]
-        others[rival] = rv
+        others = {baseline: baseline_rows(cells, key),
+                  rival: select(cells[cells["variant"] == rival], **{k: v for k, v in key._asdict().items()
+                                                                     if k != "variant"})}
         used.extend(others.values())
         for task in tasks:
             col = f"eval.{task}"
@@ -387,7 +543,7 @@ def downstream_beats(
             present = {v: e for v, e in ests.items() if e.n}
             if variant not in present or len(present) < 2:
                 continue
-            label = f"{task} n={int(n)} {scale}"
+            label = f"{task} n={int(key.n)} {key.scale}"
             parts.append(f"{label}: " + ", ".join(f"{v} {fmt_num(e.mean)}" for v, e in present.items()))
             if all(
                 no_signal(e, chance, None if math.isnan(stderr[v]) else stderr[v], chance_tol)
@@ -410,36 +566,42 @@ def downstream_beats(
     value = "; ".join(parts) or "—"
     used_rows = pd.concat(used)
     if not parts:
-        return Outcome(INCONCLUSIVE, "—", f"no cells for {baseline} or {rival} next to {variant}", used_rows)
+        return Outcome(INCONCLUSIVE, "—", f"{scope}: no cells for {baseline} or {rival} next to {variant}",
+                       used_rows)
     if compared == 0:
         return Outcome(
             INCONCLUSIVE,
             value,
-            "no signal: every score is within chance ± CI, or indistinguishable from 0 where no chance "
-            "level exists (" + ", ".join(at_chance_tasks) + ")",
+            f"{scope}: no signal, no task left chance: every score is within chance ± CI, or "
+            "indistinguishable from 0 where no chance level exists (" + ", ".join(at_chance_tasks) + ")",
             used_rows,
         )
     note = f" ({len(at_chance_tasks)} task/setting(s) without signal skipped)" if at_chance_tasks else ""
+    note += f". {left_chance_sentence(ev.frame)}"
     # "beats the baseline" must hold on every task, "mostly beats HC" on more than half.
     if below[baseline] or len(below[rival]) > rival_compared / 2:
-        return Outcome(NOT_REPRODUCED, value, "; ".join(below[baseline] + below[rival]) + note, used_rows)
+        return Outcome(NOT_REPRODUCED, value, f"{scope}: " + "; ".join(below[baseline] + below[rival]) + note,
+                       used_rows)
     if behind[baseline] or len(below[rival] + behind[rival]) > rival_compared / 2:
         return Outcome(
             INCONCLUSIVE,
             value,
-            "; ".join(below[baseline] + behind[baseline] + below[rival] + behind[rival]) + note,
+            f"{scope}: "
+            + "; ".join(below[baseline] + behind[baseline] + below[rival] + behind[rival])
+            + note,
             used_rows,
         )
     if ahead_sig < compared:
         return Outcome(
             INCONCLUSIVE,
             value,
-            f"ahead by means, but the gain over {baseline} is within seed "
+            f"{scope}: ahead by means, but the gain over {baseline} is within seed "
             f"noise in {compared - ahead_sig} of {compared} task/setting(s){note}",
             used_rows,
         )
     return Outcome(
-        REPRODUCED, value, f"{variant} above {baseline} beyond CI on every task scored{note}", used_rows
+        REPRODUCED, value, f"{scope}: {variant} above {baseline} beyond CI on every task scored{note}",
+        used_rows,
     )
 
 
@@ -453,23 +615,38 @@ def _is_cpu(hardware: dict[str, Any]) -> bool:
     return False
 
 
+NEEDS_GPU = ("needs a GPU: the claim is about fused kernels (Triton here), which can only be timed on a "
+             "GPU; on CPU they run in Triton's interpreter, whose times say nothing about fused kernels, "
+             "and the torch/compile paths are the unfused case the paper quotes at ~25-30 %")
+
+
+def _predicted(ev: Evidence) -> str:
+    """The performance model's prediction, labelled as one, or why there is none."""
+    if ev.perf_model is None:
+        return "no performance model read"
+    return ev.perf_model.summary()
+
+
 @rule
 def overhead_ratio(
     ev: Evidence, variant: str, n: int, paper_ratio: float, tolerance: float, fused_paths: list[str]
 ) -> Outcome:
+    """C9 from bench.json: only fused paths timed on a GPU can judge it; else a GPU is needed (and the
+    performance model's prediction, if any, is shown as a prediction)."""
     bench = ev.bench or {}
     rows = [
         r
         for r in bench.get("rows", [])
         if r.get("variant") == variant and r.get("n") == n and r.get("ratio_to_baseline") is not None
     ]
+    predicted = _predicted(ev)
     if not rows:
         cells = _trained(ev, variant, n=n)
         return Outcome(
             INCONCLUSIVE,
             "—",
-            f"no bench.json rows for {variant} n={n} (training cells time the "
-            "torch path only; see the overhead table)",
+            f"{NEEDS_GPU}; no bench.json rows for {variant} n={n} (training cells time the torch path only; "
+            f"see the overhead table); {predicted}",
             cells,
         )
     rows.sort(key=lambda r: (str(r.get("path")), r.get("d_model") or 0))
@@ -482,16 +659,16 @@ def overhead_ratio(
         return Outcome(
             INCONCLUSIVE,
             value,
-            f"no fused kernels measured ({'/'.join(fused_paths)}); unfused "
-            "paths are expected near the paper's naive ~25-30 %, so they cannot test the "
-            "+6.7 % claim",
+            f"{NEEDS_GPU}; no fused kernels measured ({'/'.join(fused_paths)}), so the measured paths "
+            f"cannot test the +6.7 % claim; {predicted}",
             scale=scale,
         )
     if _is_cpu(bench_environment(bench)[0]):
         return Outcome(
             INCONCLUSIVE,
             value,
-            "fused path timed on CPU (Triton interpreter): not a timing of fused kernels",
+            f"{NEEDS_GPU}; the fused path was timed on CPU (Triton interpreter): not a timing of fused "
+            f"kernels; {predicted}",
             scale=scale,
         )
     best = max(fused, key=lambda r: r.get("d_model") or 0)  # the largest width is closest to the paper
