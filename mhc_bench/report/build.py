@@ -10,11 +10,14 @@ from typing import Any
 
 import pandas as pd
 
-from mhc_bench.report import tables
+from mhc_bench.report import experiment_tables as xt
+from mhc_bench.report import frontier, paper, tables
 from mhc_bench.report.aggregate import build_frame, write_summary
 from mhc_bench.report.cells import read_bench, read_cells
-from mhc_bench.report.claims import FIELDS, scorecard, write_scorecard
+from mhc_bench.report.claims import FIELDS, load_claims, rule_params, scorecard, write_scorecard
+from mhc_bench.report.compare import EXPERIMENTS, in_experiment, present_experiments
 from mhc_bench.report.mlflow_check import check_tracking
+from mhc_bench.report.perf_model import PERF_MODEL, perf_model_path, read_perf_model
 from mhc_bench.report.plots import make_plots
 from mhc_bench.report.render import environment, header_lines, render_html, render_markdown
 from mhc_bench.report.rules import Evidence
@@ -34,11 +37,21 @@ def _scorecard_table(rows: list[dict[str, Any]]) -> tables.Table:
         frame,
         [
             note,
-            "At CPU scale the stability claims (C1-C4) are the "
-            "ones expected to reproduce; loss and accuracy claims are judged with 95 % CIs over "
-            "seeds and say 'inconclusive' when the CI cannot separate them.",
+            "Each claim is judged on the experiment that settles it (C3: main + depth, C4: frontier, "
+            "C5: main, C6: ablation, C7: n_sweep, C8: downstream; C1/C2 on every mHC cell), and its "
+            "reason names that experiment and its scale. Loss and accuracy claims are judged with "
+            "95 % CIs over seeds: 'not reproduced' when a CI excludes the paper's direction, "
+            "'inconclusive' when it cannot separate them. C9 needs fused kernels timed on a GPU.",
         ],
     )
+
+
+def experiments_line(frame: pd.DataFrame) -> str:
+    """Which experiments this profile runs (cells per experiment) and which claims' experiments it lacks."""
+    run = [f"{name} ({len(in_experiment(frame, name))} cells)" for name in present_experiments(frame)]
+    missing = [name for name in EXPERIMENTS if name not in present_experiments(frame)]
+    return (f"- **Experiments:** {', '.join(run) or 'none'}"
+            + (f"; not run here: {', '.join(missing)}" if missing else ""))
 
 
 def build_report(results_dir: Path, out_dir: Path, profile: str | None = None) -> dict[str, Any]:
@@ -57,22 +70,37 @@ def build_report(results_dir: Path, out_dir: Path, profile: str | None = None) -
         frame["in_mlflow"] = frame["cell_id"].isin(list(tracking.runs))
     summary = write_summary(frame, results_dir / "summary.csv")
 
-    evidence = Evidence(frame, {c.cell_id: c.history for c in cells}, bench)
-    card = scorecard(evidence)
+    # The kernels' performance model lives next to the profiles' folders (results/kernels/).
+    perf = read_perf_model(perf_model_path(results_dir), f"results/{PERF_MODEL.as_posix()}")
+    histories = {c.cell_id: c.history for c in cells}
+    gains = {c.cell_id: c.gains for c in cells}
+    evidence = Evidence(frame, histories, bench, gains, perf)
+    claims = load_claims()
+    card = scorecard(evidence, claims)
     claims_csv, claims_json = write_scorecard(card, out_dir)
     plots = make_plots(frame, cells, out_dir / "plots")
 
-    sections = [_scorecard_table(card), tables.problems_table(problems), tables.overhead_table(frame)]
-    bench_t = tables.bench_table(bench)
-    sections += ([bench_t] if bench_t else []) + [
+    blowup = float(rule_params("stability_frontier", claims).get("blowup_gain", frontier.BLOWUP_GAIN))
+    target = float(rule_params("composite_gain_grows", claims).get("target", paper.HC_PEAK))
+    sections = [_scorecard_table(card), tables.problems_table(problems)]
+    sections += [
+        xt.gain_vs_depth_table(frame),
+        xt.growth_fit_table(frame, target),
+        xt.frontier_table(frame, histories, gains, blowup),
+        xt.stable_lr_table(frame, histories, gains, blowup),
+        xt.n_sweep_table(frame),
+        tables.ablation_table(frame),
+        tables.downstream_table(frame),
         tables.stability_table(frame),
         tables.accuracy_table(frame),
-        tables.downstream_table(frame),
-        tables.ablation_table(frame),
-        tables.cells_table(frame),
+        tables.overhead_table(frame),
     ]
+    bench_t = tables.bench_table(bench)
+    sections += [bench_t] if bench_t else []
+    sections += [xt.predicted_overhead_table(perf), tables.cells_table(frame)]
     env = environment(bench)
     header = header_lines(profile, results_dir, env, len(cells), f"{tracking.status}: {tracking.message}")
+    header.insert(1, experiments_line(frame))
     title = f"mHC reproduction report: {profile}"
     md, page = out_dir / "report.md", out_dir / "report.html"
     md.write_text(render_markdown(title, header, sections, plots))

@@ -1,8 +1,10 @@
 """The report's tables as DataFrames of display strings (rendered to Markdown and HTML later).
 
-Every table has one row per cell group (``GROUP_KEY``: variant, n, scale, maps, lr)
-present in the results, including groups whose cells have no metrics yet, so a
-gap in the grid shows up as a row of dashes rather than a missing row.
+Every table has one row per cell group (:class:`~mhc_bench.report.aggregate.GroupKey`: variant,
+n, scale, maps, lr, clipping, mixing) present in the results, including groups whose cells
+have no metrics yet, so a gap in the grid shows up as a row of dashes rather than a missing
+row. Tables only format: what they show is computed in ``compare``, ``downstream``, ``depth``
+and ``frontier``, the same code the rules judge with.
 """
 
 from __future__ import annotations
@@ -13,20 +15,20 @@ from typing import Any
 
 import pandas as pd
 
-from mhc_bench.report.aggregate import MAPS_RANK, by_seed, eval_tasks, sorted_groups
-from mhc_bench.report.stats import (
-    Estimate,
-    at_chance,
-    difference,
-    estimate,
-    fmt_estimate,
-    fmt_num,
-    fmt_spread,
-    no_signal,
+from mhc_bench.report import paper
+from mhc_bench.report.aggregate import MAPS_RANK, GroupKey, eval_tasks, fmt_float, group_order, sorted_groups
+from mhc_bench.report.compare import (
+    EXPERIMENTS,
+    baseline_rows,
+    completed,
+    experiments_of,
+    in_experiment,
+    loss_gap,
+    mean,
+    trained,
 )
-
-PAPER_OVERHEAD = 0.067  # +6.7 % training time at n = 4 with fused kernels (27B)
-PAPER_ABLATION = {"none": 0.0, "res": -0.022, "res+pre": -0.025, "res+pre+post": -0.027}
+from mhc_bench.report.downstream import left_chance_sentence, task_score
+from mhc_bench.report.stats import estimate, fmt_estimate, fmt_num, fmt_spread
 
 
 @dataclass
@@ -38,76 +40,55 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
-def _group_cols(key: tuple[Any, ...]) -> dict[str, Any]:
-    variant, n, scale, maps, lr = key
+def group_cols(key: GroupKey) -> dict[str, Any]:
+    """The display columns of a group key."""
     return {
-        "variant": variant,
-        "n": "?" if pd.isna(n) else int(n),
-        "scale": scale,
-        "maps": maps,
-        "lr": "?" if pd.isna(lr) else f"{lr:g}",
+        "variant": key.variant,
+        "n": "?" if pd.isna(key.n) else int(key.n),
+        "scale": key.scale,
+        "maps": key.maps,
+        "lr": fmt_float(key.lr),
+        "clip": fmt_float(key.grad_clip),
+        "mix": fmt_float(key.mix_weight),
     }
 
 
-def _trained(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows["has_metrics"].astype(bool)] if "has_metrics" in rows else rows
-
-
-def _completed(rows: pd.DataFrame) -> pd.DataFrame:
-    rows = _trained(rows)
-    return rows[rows["status"] == "completed"] if "status" in rows else rows
+def experiments_text(rows: pd.DataFrame) -> str:
+    """The experiments a group's cells serve, ``main+n_sweep``."""
+    found = {e for v in rows.get("experiments", []) for e in experiments_of(v)}
+    return "+".join([e for e in EXPERIMENTS if e in found] + sorted(found - set(EXPERIMENTS)))
 
 
 def _cells_text(rows: pd.DataFrame) -> str:
-    trained = len(_trained(rows))
-    return f"{trained}" if trained == len(rows) else f"{trained} of {len(rows)}"
-
-
-def baseline_rows(frame: pd.DataFrame, scale: Any, lr: Any) -> pd.DataFrame:
-    """Baseline cells at the same scale and learning rate (any learning rate if none match)."""
-    base = frame[(frame["variant"] == "baseline") & (frame["scale"] == scale)]
-    same_lr = base[base["lr"] == lr]
-    return same_lr if not same_lr.empty else base
-
-
-def loss_gap(
-    frame: pd.DataFrame, rows: pd.DataFrame, scale: Any, lr: Any, column: str = "final_val_loss"
-) -> Estimate:
-    """Group loss minus baseline loss (same scale), completed cells only, paired by seed if possible."""
-    base = _completed(baseline_rows(frame, scale, lr))
-    return difference(by_seed(_completed(rows), column), by_seed(base, column))
-
-
-def _mean(rows: pd.DataFrame, column: str) -> float:
-    return estimate(rows[column]).mean if column in rows else math.nan
+    done = len(trained(rows))
+    return f"{done}" if done == len(rows) else f"{done} of {len(rows)}"
 
 
 def overhead_table(frame: pd.DataFrame) -> Table:
     """Step time, tokens/s and peak memory per group; step-time ratio to the same-scale baseline."""
     out = []
     for key, rows in sorted_groups(frame):
-        rows_t = _trained(rows)
-        base = _trained(baseline_rows(frame, key[2], key[4]))
-        step, base_step = _mean(rows_t, "step_time_ms"), _mean(base, "step_time_ms")
+        rows_t = trained(rows)
+        base = trained(baseline_rows(frame, key))
+        step, base_step = mean(rows_t, "step_time_ms"), mean(base, "step_time_ms")
         ratio = step / base_step if base_step and not math.isnan(base_step) else math.nan
-        full = key[0] == "mhc" and key[1] == 4 and key[3] == "res+pre+post"
-        paper = f"+{PAPER_OVERHEAD:.1%} (fused, 27B)" if full else "—"
+        full = key.variant == "mhc" and key.n == 4 and key.maps == "res+pre+post"
         out.append(
             {
-                **_group_cols(key),
+                **group_cols(key),
                 "cells": _cells_text(rows),
                 "step time ms": fmt_spread(rows_t.get("step_time_ms", []), 1),
                 "tokens/s": fmt_spread(rows_t.get("tokens_per_s", []), 0),
                 "peak mem MB": fmt_spread(rows_t.get("peak_mem_mb", []), 0),
                 "ratio to baseline": "—" if math.isnan(ratio) else f"{ratio:.3f} ({ratio - 1:+.1%})",
-                "paper (mHC n=4)": paper,
+                "paper (mHC n=4)": f"+{paper.OVERHEAD:.1%} (fused, 27B)" if full else "—",
             }
         )
     notes = [
         "Values are mean [min, max] over seeds; the ratio is mean step time over the mean step time of "
-        "the baseline at the same scale (same lr where available). Training cells use the torch path "
-        "unless the profile says otherwise; the paper's +6.7 % needs fused kernels, recompute and "
-        "overlap, a naive implementation is quoted at ~25-30 %."
+        "the baseline at the same scale and data (same lr and clipping where available). Training cells "
+        "use the torch path unless the profile says otherwise; the paper's +6.7 % needs fused kernels, "
+        "recompute and overlap, a naive implementation is quoted at ~25-30 %."
     ]
     return Table("Overhead (training cells)", pd.DataFrame(out), notes)
 
@@ -129,7 +110,7 @@ def bench_table(bench: dict[str, Any] | None) -> Table | None:
                 "tokens/s": fmt_num(r.get("tokens_per_s"), 0),
                 "peak mem MB": fmt_num(r.get("peak_mem_mb"), 0),
                 "ratio to baseline": "—" if ratio is None else f"{ratio:.3f} ({ratio - 1:+.1%})",
-                "paper": f"+{PAPER_OVERHEAD:.1%}" if r.get("variant") == "mhc" and r.get("n") == 4 else "—",
+                "paper": f"+{paper.OVERHEAD:.1%}" if r.get("variant") == "mhc" and r.get("n") == 4 else "—",
             }
         )
     frame = pd.DataFrame(rows)
@@ -141,15 +122,16 @@ def bench_table(bench: dict[str, Any] | None) -> Table | None:
     )
 
 
-def _diverged_text(rows: pd.DataFrame) -> str:
-    trained = _trained(rows)
-    if trained.empty:
+def diverged_text(rows: pd.DataFrame) -> str:
+    """``1/3 (step 40)``: diverged seeds of all trained ones, with the steps they stopped at."""
+    done = trained(rows)
+    if done.empty:
         return "—"
-    div = trained[trained["status"] == "diverged"] if "status" in trained else trained.iloc[0:0]
+    div = done[done["status"] == "diverged"] if "status" in done else done.iloc[0:0]
     if div.empty:
-        return f"0/{len(trained)}"
+        return f"0/{len(done)}"
     steps = ", ".join(fmt_num(s, 0) for s in div.get("diverged_step", []) if not pd.isna(s))
-    return f"{len(div)}/{len(trained)}" + (f" (step {steps})" if steps else "")
+    return f"{len(div)}/{len(done)}" + (f" (step {steps})" if steps else "")
 
 
 def stability_table(frame: pd.DataFrame) -> Table:
@@ -169,13 +151,14 @@ def stability_table(frame: pd.DataFrame) -> Table:
     ]
     out = []
     for key, rows in sorted_groups(frame):
-        rows_t = _trained(rows)
+        rows_t = trained(rows)
         depth = "?" if rows["n_layer"].isna().all() else int(rows["n_layer"].dropna().iloc[0])
         row = {
-            **_group_cols(key),
-            "depth": depth,
+            **group_cols(key),
+            "experiments": experiments_text(rows),
+            "blocks": depth,
             "cells": _cells_text(rows),
-            "diverged": _diverged_text(rows),
+            "diverged": diverged_text(rows),
         }
         for label, column in cols:
             row[label] = fmt_spread(rows_t[column], 3) if column in rows_t else "—"
@@ -188,7 +171,8 @@ def stability_table(frame: pd.DataFrame) -> Table:
         "the forward gain of P_l = H_l ... H_0 (what the embedding has been through by layer l). "
         "'min column sum' shows attenuation that a max hides. 'stream spread' = ||x - mean_i x_i|| / "
         "||x|| over the n streams after the last layer (0: the streams are copies of one vector). "
-        "depth = transformer blocks (two residual layers each)."
+        "blocks = transformer blocks (two residual layers each: the paper's L = 2 x blocks); clip = "
+        "gradient clipping (0: none); mix = share of task-format text mixed into training."
     ]
     return Table("Stability", pd.DataFrame(out), notes)
 
@@ -197,11 +181,12 @@ def accuracy_table(frame: pd.DataFrame) -> Table:
     """Final losses per group with 95 % CIs over seeds and the loss gap to the baseline."""
     out = []
     for key, rows in sorted_groups(frame):
-        done = _completed(rows)
-        gap = loss_gap(frame, rows, key[2], key[4]) if key[0] != "baseline" else None
+        done = completed(rows)
+        gap = loss_gap(frame, rows, key) if key.variant != "baseline" else None
         out.append(
             {
-                **_group_cols(key),
+                **group_cols(key),
+                "experiments": experiments_text(rows),
                 "cells": _cells_text(rows),
                 "completed": len(done),
                 "val loss": fmt_estimate(estimate(done.get("final_val_loss", []))),
@@ -213,53 +198,45 @@ def accuracy_table(frame: pd.DataFrame) -> Table:
     notes = [
         "mean ± half width of the 95 % CI over seeds (t distribution), completed cells only; "
         "diverged cells are counted in 'cells' but have no final loss. The gap is val loss minus "
-        "the same-scale baseline's, paired by seed when both sides have the same seeds. "
+        "the baseline's at the same scale and data (same lr and clipping when trained, else any), "
+        "paired by seed when both sides have the same seeds. "
         "Paper gaps (mHC vs baseline): -0.027 (3B), -0.018 (9B), -0.014 (27B)."
     ]
     return Table("Accuracy: validation loss", pd.DataFrame(out), notes)
 
 
-def _signal_text(est: Estimate, chance: float, stderr: float) -> str:
-    if est.n == 0:
-        return "—"
-    if math.isnan(chance):
-        return "no signal (0)" if no_signal(est, None, stderr) else "n/a (no chance level)"
-    if at_chance(est, chance, stderr):
-        return "at chance"
-    return "above chance" if est.mean > chance else "below chance"
-
-
 def downstream_table(frame: pd.DataFrame) -> Table:
-    """Every eval task per group: mean ± CI over seeds next to chance level."""
+    """Every eval task per group: mean ± CI over seeds next to chance level, and whether any task
+    left chance in the experiment that judges C8."""
     out = []
     for task in eval_tasks(frame):
-        col = f"eval.{task}"
         for key, rows in sorted_groups(frame):
-            scored = rows[rows[col].notna()] if col in rows else rows.iloc[0:0]
-            est = estimate(scored[col])
-            chance = _mean(scored, f"{col}.chance")
-            stderr = _mean(scored, f"{col}.stderr")
-            metric = next((m for m in scored.get(f"{col}.metric", []) if isinstance(m, str)), "?")
+            score = task_score(rows, task)
             out.append(
                 {
                     "task": task,
-                    "metric": metric,
-                    **_group_cols(key),
-                    "evaluated": f"{len(scored)} of {len(rows)}",
-                    "score": fmt_estimate(est),
-                    "chance": "n/a" if math.isnan(chance) else fmt_num(chance),
-                    "signal": _signal_text(est, chance, stderr),
+                    "metric": score.metric,
+                    **group_cols(key),
+                    "experiments": experiments_text(rows),
+                    "evaluated": f"{score.scored} of {len(rows)}",
+                    "score": fmt_estimate(score.estimate),
+                    "chance": "n/a" if math.isnan(score.chance) else fmt_num(score.chance),
+                    "signal": score.signal,
                 }
             )
+    if not out:
+        return Table("Accuracy: downstream tasks", pd.DataFrame(out),
+                     ["No eval.json with task scores was found."])
     notes = [
+        left_chance_sentence(frame),
         "mean ± 95 % CI over seeds; 'signal': 'at chance' = |score - chance| within the CI (or 1.96 "
         "x the task's own stderr with one seed), 'above chance' / 'below chance' otherwise. Chance "
         "exists only for multiple choice (options scored by log-likelihood); generated answers scored "
-        "by exact match have none ('n/a'), and a score indistinguishable from 0 there is 'no signal', "
-        "never 'above chance'. Diverged cells are not evaluated. Small models are expected near chance."
+        "by exact match have none ('n/a'): a score indistinguishable from 0 there is 'no signal', one "
+        "above 0 beyond noise is 'above 0 (no chance level)'. Diverged cells are not evaluated. Cells "
+        "with mix > 0 trained on task-format text mixed in (the downstream experiment) and are scored "
+        "on held-out items of the same generators. Small models are expected near chance.",
     ]
-    if not out:
-        notes = ["No eval.json with task scores was found."]
     return Table("Accuracy: downstream tasks", pd.DataFrame(out), notes)
 
 
@@ -267,39 +244,33 @@ ABLATION_ROLE = {"hc": "paper's Table 1 (HC)", "mhc": "extension (mHC)"}
 
 
 def ablation_table(frame: pd.DataFrame) -> Table:
-    """Loss gap vs baseline per map set (Table 1 analogue): HC's rows first (the paper ablates HC),
-    then mHC's (an extension)."""
+    """Loss gap vs baseline per map set (Table 1 analogue) over the ablation experiment's cells: HC's
+    rows first (the paper ablates HC), then mHC's (an extension)."""
+    cells = in_experiment(frame, "ablation")
+    groups = [(k, r) for k, r in sorted_groups(cells) if k.variant != "baseline"]
+    groups.sort(key=lambda item: (group_order(item[0]._replace(maps="")), MAPS_RANK.get(item[0].maps, 9)))
     out = []
-    groups = [(k, r) for k, r in sorted_groups(frame) if k[0] != "baseline"]
-    groups.sort(
-        key=lambda item: (
-            str(item[0][0]),
-            str(item[0][1]),
-            str(item[0][2]),
-            str(item[0][4]),
-            MAPS_RANK.get(item[0][3], 9),
-        )
-    )
     for key, rows in groups:
-        gap = loss_gap(frame, rows, key[2], key[4])
-        paper = PAPER_ABLATION.get(key[3]) if key[0] == "hc" else None
-        spread = _trained(rows).get("final_stream_spread", pd.Series(dtype=float))
+        gap = loss_gap(frame, rows, key)
+        reported = paper.ABLATION.get(key.maps) if key.variant == "hc" else None
+        spread = trained(rows).get("final_stream_spread", pd.Series(dtype=float))
         out.append(
             {
-                "rows": ABLATION_ROLE.get(key[0], key[0]),
-                **_group_cols(key),
+                "rows": ABLATION_ROLE.get(key.variant, key.variant),
+                **group_cols(key),
                 "cells": _cells_text(rows),
-                "val loss": fmt_estimate(estimate(_completed(rows).get("final_val_loss", []))),
+                "val loss": fmt_estimate(estimate(completed(rows).get("final_val_loss", []))),
                 "gap vs baseline": fmt_estimate(gap, 4, signed=True),
                 "stream spread": fmt_spread(spread, 3),
-                "paper gap (Table 1)": "—" if paper is None else f"{paper:+.3f}",
+                "paper gap (Table 1)": "—" if reported is None else f"{reported:+.3f}",
             }
         )
     notes = [
-        "The paper's Table 1 ablates HC at 27B: none 0.0, H_res -0.022, +H_pre -0.025, +H_post -0.027 "
-        "(loss gap to the baseline); C6 is judged on the HC rows, the mHC rows are an extension. Map "
-        "sets are named by the content of model.maps. A disabled map takes the fixed value the "
-        "paper's Table 1 caption gives: H_pre = 1/n, H_post = 1, H_res = I.",
+        "this profile runs no ablation experiment" if cells.empty else
+        "Cells of the ablation experiment. The paper's Table 1 ablates HC at 27B: none 0.0, H_res -0.022, "
+        "+H_pre -0.025, +H_post -0.027 (loss gap to the baseline); C6 is judged on the HC rows, the mHC "
+        "rows are an extension. Map sets are named by the content of model.maps. A disabled map takes "
+        "the fixed value the paper's Table 1 caption gives: H_pre = 1/n, H_post = 1, H_res = I.",
         "Why the 'res' row can sit on the baseline: the embedding is copied into the n streams, and "
         "with H_pre = 1/n and H_post = 1 fixed every stream receives the same update and the same "
         "gradient, so training keeps the streams exact copies (stream spread 0, tested in "
@@ -308,7 +279,7 @@ def ablation_table(frame: pd.DataFrame) -> Table:
         "(a learned, token-dependent residual gate). Only a learned H_pre or H_post breaks the "
         "symmetry and lets the streams carry different information.",
     ]
-    return Table("Ablation: which maps carry the gain", pd.DataFrame(out), notes)
+    return Table("Ablation: which maps carry the gain (Table 1)", pd.DataFrame(out), notes)
 
 
 def problems_table(problems: list[Any]) -> Table:
@@ -325,14 +296,16 @@ def problems_table(problems: list[Any]) -> Table:
 
 def cells_table(frame: pd.DataFrame) -> Table:
     """Every cell on its own row, so no cell hides inside a group mean."""
-    columns = ["cell", "variant", "n", "scale", "maps", "lr", "seed", "status", "steps", "val loss",
-               "max composite fwd", "eval", "MLflow run"]
+    columns = ["cell", "variant", "n", "scale", "maps", "lr", "clip", "mix", "seed", "experiments", "status",
+               "steps", "val loss", "max composite fwd", "eval", "MLflow run"]
     rows = []
     for rec in frame.sort_values("cell_id").to_dict("records") if not frame.empty else []:
+        key = GroupKey(*(rec.get(c, math.nan) for c in GroupKey._fields))
         rows.append({
             "cell": rec["cell_id"],
-            **_group_cols((rec["variant"], rec["n"], rec["scale"], rec["maps"], rec["lr"])),
+            **group_cols(key),
             "seed": "?" if pd.isna(rec.get("seed")) else int(rec["seed"]),
+            "experiments": "+".join(experiments_of(rec.get("experiments"))),
             "status": rec.get("status") if isinstance(rec.get("status"), str) else "not trained",
             "steps": fmt_num(rec.get("steps_done"), 0),
             "val loss": fmt_num(rec.get("final_val_loss")),
@@ -341,4 +314,5 @@ def cells_table(frame: pd.DataFrame) -> Table:
             "MLflow run": {True: "yes", False: "no"}.get(rec.get("in_mlflow"), "not checked"),
         })
     return Table("Cells", pd.DataFrame(rows, columns=columns),
-                 ["One row per cell folder; the tables above aggregate these over seeds."])
+                 ["One row per cell folder; the tables above aggregate these over seeds. A cell whose "
+                  "config names no experiment is read as the main experiment's."])
