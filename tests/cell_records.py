@@ -21,15 +21,21 @@ CORPUS = Path(__file__).parent / "fixtures" / "corpus"
 
 def cell_config(variant: str = "mhc", n: int = 4, seed: int = 0, maps: list[str] | None = None,
                 d_model: int = 64, n_layer: int = 2, lr: float = 1e-3, steps: int = 100, seq_len: int = 32,
-                profile: str = "quick", tracking_uri: str | None = None, **model: Any) -> Any:
-    """A valid ``CellConfig`` (byte tokenizer on the fixture corpus)."""
+                profile: str = "quick", tracking_uri: str | None = None, experiments: list[str] | None = None,
+                grad_clip: float | None = None, mix_weight: float = 0.0, **model: Any) -> Any:
+    """A valid ``CellConfig`` (byte tokenizer on the fixture corpus); ``experiments`` are the profile's
+    experiments the cell serves (labels: they do not change the cell id)."""
+    train: dict[str, Any] = {"lr": lr, "seed": seed, "steps": steps, "batch_size": 8}
+    if grad_clip is not None:
+        train["grad_clip"] = grad_clip
     return parse_cell_config({
         "profile": profile,
+        "experiments": list(experiments or []),
         "model": {"variant": variant, "n_streams": n, "d_model": d_model, "n_layer": n_layer, "n_head": 2,
                   "seq_len": seq_len, "maps": list(maps) if maps is not None else ["res", "pre", "post"],
                   "vocab_size": 257, **model},
-        "data": {"corpus": str(CORPUS), "tokenizer": "char"},
-        "train": {"lr": lr, "seed": seed, "steps": steps, "batch_size": 8},
+        "data": {"corpus": str(CORPUS), "tokenizer": "char", "mix_weight": mix_weight},
+        "train": train,
         "tracking": {"tracking_uri": tracking_uri, "experiment": profile},
     })
 
@@ -58,12 +64,15 @@ def metrics_record(cfg: Any, **overrides: Any) -> cf.Metrics:
     return cf.Metrics.model_validate(values)
 
 
-def gains_record(metrics: cf.Metrics, layers: int) -> dict[str, Any]:
-    """Per-layer gains consistent with the metrics' maxima (the largest at layer 0)."""
+def gains_record(metrics: cf.Metrics, layers: int, single_fwd: list[float | None] | None = None
+                 ) -> dict[str, Any]:
+    """Per-layer gains consistent with the metrics' maxima (the largest at layer 0); ``single_fwd``
+    sets each layer's single forward gain (None: not finite)."""
     top = metrics.max_composite_fwd or 1.0
     shape = [1.0 - i / layers for i in range(layers)]
     lists = {
-        "single_fwd": [metrics.max_single_fwd] * layers, "single_bwd": [metrics.max_single_bwd] * layers,
+        "single_fwd": list(single_fwd) if single_fwd is not None else [metrics.max_single_fwd] * layers,
+        "single_bwd": [metrics.max_single_bwd] * layers,
         "single_min_col": [1.0] * layers, "single_max_abs_log_col": [0.0] * layers,
         "composite_fwd": [1.0 + (top - 1.0) * s for s in shape],
         "composite_bwd": [metrics.max_composite_bwd] * layers,
@@ -72,7 +81,7 @@ def gains_record(metrics: cf.Metrics, layers: int) -> dict[str, Any]:
         "prefix_fwd": [1.0 + (top - 1.0) * s for s in reversed(shape)],
         "stream_spread": [metrics.final_stream_spread] * layers,
     }
-    scalars = {f"max_{k}": max(v) for k, v in lists.items()
+    scalars = {f"max_{k}": max((x for x in v if x is not None), default=None) for k, v in lists.items()
                if k in ("single_fwd", "single_bwd", "composite_fwd", "composite_bwd", "prefix_fwd",
                         "single_max_abs_log_col", "composite_max_abs_log_col")}
     return {**lists, **scalars, "min_single_min_col": 1.0,
@@ -82,8 +91,9 @@ def gains_record(metrics: cf.Metrics, layers: int) -> dict[str, Any]:
 
 
 def write_cell(root: Path, cfg: Any, metrics: cf.Metrics | None, history: list[dict[str, Any]] | None = None,
-               trained: bool = True) -> Path:
-    """``root/<cell id>`` with cell.yaml, and when ``trained`` config.yaml, metrics, history, gains."""
+               trained: bool = True, single_fwd: list[float | None] | None = None) -> Path:
+    """``root/<cell id>`` with cell.yaml, and when ``trained`` config.yaml, metrics, history, gains
+    (``single_fwd``: the final model's per-layer single forward gains, see :func:`gains_record`)."""
     folder = Path(root) / cell_id(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / cf.CELL_YAML).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
@@ -92,7 +102,7 @@ def write_cell(root: Path, cfg: Any, metrics: cf.Metrics | None, history: list[d
     (folder / cf.CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     cf.write_metrics(folder, metrics)
     cf.write_history(folder, history or [])
-    cf.write_gains(folder, gains_record(metrics, 2 * cfg.model.n_layer))
+    cf.write_gains(folder, gains_record(metrics, 2 * cfg.model.n_layer, single_fwd))
     return folder
 
 

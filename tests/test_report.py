@@ -59,6 +59,11 @@ CELLS: dict[str, tuple[str, int, int, list[str], dict[str, Any], Any]] = {
     "untrained": ("mhc", 2, 0, ["res", "pre", "post"], {}, None),  # never trained
 }
 UNTRAINED, NO_RUN = "untrained", "base1"
+# The profile's experiments each cell serves (labels only: cell ids do not change). No depth,
+# frontier or downstream experiment here: those claims must say the profile runs none
+# (tests/test_report_experiments.py builds them).
+SERVES = {"none0": ["ablation"], "res0": ["ablation"], "respre0": ["ablation"], "mhc0": ["main", "ablation"],
+          "mhc1": ["main", "ablation"], UNTRAINED: ["n_sweep"]}
 ORPHAN = "hc-n4-d64-b2-s9-ffffff"
 # Groups: baseline; hc n4; mhc n2; mhc n4 x {none, res, res+pre, res+pre+post}.
 N_GROUPS = 7
@@ -69,6 +74,10 @@ def cell_ids() -> dict[str, str]:
     from mhc_bench.train.config import cell_id
 
     return {name: cell_id(cell_config(v, n, seed, maps)) for name, (v, n, seed, maps, _, _) in CELLS.items()}
+
+
+def serves(name: str) -> list[str]:
+    return SERVES.get(name, ["main"])
 
 
 IDS = cell_ids()
@@ -102,7 +111,7 @@ def make_results(root: Path, with_mlflow: bool = True) -> Path:
         orphan = client.create_run(exp_id, run_name=ORPHAN)
         client.set_terminated(orphan.info.run_id)
     for name, (variant, n, seed, maps, over, scores) in CELLS.items():
-        cfg = cell_config(variant, n, seed, maps, tracking_uri=uri)
+        cfg = cell_config(variant, n, seed, maps, tracking_uri=uri, experiments=serves(name))
         cid = IDS[name]
         run_id = None
         if client is not None and name != NO_RUN:
@@ -189,7 +198,10 @@ def test_every_table_lists_every_group(built: dict[str, Any]) -> None:
     frame["has_metrics"] = frame["has_metrics"].astype(bool)
     for make in (tables.overhead_table, tables.stability_table, tables.accuracy_table):
         assert len(make(frame).frame) == N_GROUPS, make.__name__
-    assert len(tables.ablation_table(frame).frame) == N_GROUPS - 1  # every non-baseline group
+    # the ablation table holds the ablation experiment's groups only (mhc x 4 map sets)
+    ablation = tables.ablation_table(frame).frame
+    assert sorted(ablation["maps"]) == sorted(["none", "res", "res+pre", "res+pre+post"])
+    assert set(ablation["rows"]) == {"extension (mHC)"}
     assert len(tables.downstream_table(frame).frame) == N_GROUPS * len(TASKS)
     md = built["report_md"].read_text()
     for title in (
@@ -230,8 +242,8 @@ def test_claim_verdicts_follow_the_numbers(built: dict[str, Any]) -> None:
     expected = {
         "C1": "reproduced",
         "C2": "reproduced",
-        "C3": "reproduced",
-        "C4": "reproduced",
+        "C3": "inconclusive",  # HC > mHC on main, but no depth experiment
+        "C4": "inconclusive",  # no frontier experiment
         "C5": "inconclusive",
         "C6": "inconclusive",
         "C7": "inconclusive",
@@ -242,11 +254,20 @@ def test_claim_verdicts_follow_the_numbers(built: dict[str, Any]) -> None:
     assert "CI overlaps 0" in card["C5"]["reason"]
     assert "no signal" in card["C8"]["reason"]
     assert "no fused kernels" in card["C9"]["reason"]
-    assert "diverged at step 40" in card["C4"]["reason"]
+    assert card["C4"]["reason"] == "this profile runs no frontier experiment"
+    assert "main: hc max 5.00e+06 vs mhc max 1.350" in card["C3"]["reproduced_value"]
+    assert card["C3"]["reason"].startswith("main experiment at d64-b2 (n=4, 2 seeds): hc >= 1.5 x mhc")
+    assert "this profile runs no depth experiment" in card["C3"]["reason"]
+    assert card["C5"]["reason"].startswith("main experiment at d64-b2 (n=1/4, 2 seeds)")
+    assert "ablation experiment has no hc cells" in card["C6"]["reason"]
+    assert card["C7"]["reason"] == "the n_sweep experiment has no trained cells yet"
+    assert "downstream" in card["C8"]["reason"] and "judged on main's scores" in card["C8"]["reason"]
+    assert "needs a GPU" in card["C9"]["reason"]
+    assert "results/kernels/perf_model.json absent" in card["C9"]["reason"]
     assert "d_model 64" in card["C1"]["scale_tested"] and "seeds 2" in card["C1"]["scale_tested"]
     rows = list(csv.DictReader(built["claims_csv"].open()))
     assert [r["verdict"] for r in rows] == [card[f"C{i}"]["verdict"] for i in range(1, 10)]
-    assert json.loads(built["claims_json"].read_text())["claims"][2]["verdict"] == "reproduced"
+    assert json.loads(built["claims_json"].read_text())["claims"][1]["verdict"] == "reproduced"
     assert "| C3 |" in built["report_md"].read_text()
 
 
@@ -259,11 +280,14 @@ def test_plots_are_png_and_embedded(built: dict[str, Any]) -> None:
         "loss_curves.png",
         "grad_norm.png",
         "accuracy_by_n.png",
+        "gain_vs_depth.png",
+        "stability_frontier.png",
+        "loss_gap_vs_n.png",
     }
     for p in built["plots"]:
         assert p.parent.name == "plots" and p.read_bytes()[:8] == PNG and p.stat().st_size > 5000
     page = built["report_html"].read_text()
-    assert page.count("data:image/png;base64,") == 6 and "<table>" in page
+    assert page.count("data:image/png;base64,") == 9 and "<table>" in page
 
 
 def test_rerun_is_deterministic(built: dict[str, Any]) -> None:
@@ -283,7 +307,8 @@ def test_without_mlflow_store_the_report_says_so(tmp_path: Path) -> None:
     assert (res / "summary.csv").exists()
 
 
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]], experiments: str = "main+n_sweep+ablation") -> pd.DataFrame:
+    """A summary frame of synthetic cells (every cell serves ``experiments`` unless it says otherwise)."""
     base = {
         "n": 4,
         "scale": "d64-b2",
@@ -294,6 +319,9 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         "steps": 100,
         "has_metrics": True,
         "status": "completed",
+        "grad_clip": 1.0,
+        "mix_weight": 0.0,
+        "experiments": experiments,
     }
     return pd.DataFrame([{**base, "cell_id": f"c{i}", **r} for i, r in enumerate(rows)])
 
