@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from mhc_bench.report.aggregate import GroupKey, by_seed, scale_key
+from mhc_bench.report.aggregate import GROUP_KEY, GroupKey, by_seed, scale_key, sorted_groups
 from mhc_bench.report.stats import Estimate, difference, estimate
 
 # Experiments a profile's grid blocks can serve, and what they settle (workflows/config/*.yaml).
@@ -80,6 +80,21 @@ def loss_gap(
     """Group loss minus baseline loss, completed cells only, paired by seed when both sides share seeds."""
     base = completed(baseline_rows(frame, key))
     return difference(by_seed(completed(rows), column), by_seed(base, column))
+
+
+def matched(rows: pd.DataFrame, variant: str, reference: str) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """Cells of both variants restricted to the group settings (all key fields but the variant)
+    that both have: ``(variant's, reference's, common settings)``."""
+    a, b = rows[rows["variant"] == variant], rows[rows["variant"] == reference]
+    keys = [k for k in GROUP_KEY if k != "variant"]
+    common = sorted(set(map(tuple, a[keys].astype(str).values)) & set(map(tuple, b[keys].astype(str).values)))
+    mask = lambda df: df[keys].astype(str).apply(tuple, axis=1).isin(common)  # noqa: E731
+    return (a[mask(a)] if common else a.iloc[0:0]), (b[mask(b)] if common else b.iloc[0:0]), common
+
+
+def gap_estimates(frame: pd.DataFrame, rows: pd.DataFrame, by: str) -> list[tuple[Any, Estimate]]:
+    """The loss gap to the baseline of each group in ``rows``, keyed by the group key field ``by``."""
+    return [(getattr(key, by), loss_gap(frame, group, key)) for key, group in sorted_groups(rows)]
 
 
 def column_estimate(rows: pd.DataFrame, column: str) -> Estimate:

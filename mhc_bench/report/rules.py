@@ -23,7 +23,6 @@ import pandas as pd
 from mhc_bench.report import depth as dep
 from mhc_bench.report import frontier as fr
 from mhc_bench.report.aggregate import (
-    GROUP_KEY,
     bench_environment,
     by_seed,
     eval_tasks,
@@ -33,8 +32,10 @@ from mhc_bench.report.compare import (
     baseline_rows,
     describe_scope,
     diverged,
+    gap_estimates,
     in_experiment,
     loss_gap,
+    matched,
     select,
     trained,
     values,
@@ -169,22 +170,13 @@ def composite_gain_bounded(ev: Evidence, variant: str, ceiling: float) -> Outcom
     return Outcome(NOT_REPRODUCED, value, f"{scope}: exceeds {ceiling} (worst cell {worst})", rows)
 
 
-def _matched(rows: pd.DataFrame, variant: str, reference: str) -> tuple[pd.DataFrame, pd.DataFrame, list]:
-    """Cells of both variants restricted to the group settings (all but the variant) both have."""
-    a, b = rows[rows["variant"] == variant], rows[rows["variant"] == reference]
-    keys = [k for k in GROUP_KEY if k != "variant"]
-    common = sorted(set(map(tuple, a[keys].astype(str).values)) & set(map(tuple, b[keys].astype(str).values)))
-    mask = lambda df: df[keys].astype(str).apply(tuple, axis=1).isin(common)  # noqa: E731
-    return (a[mask(a)] if common else a.iloc[0:0]), (b[mask(b)] if common else b.iloc[0:0]), common
-
-
 def _exceeds_on_main(ev: Evidence, variant: str, reference: str, factor: float, min_abs: float,
                      experiment: str) -> tuple[str, str, str, pd.DataFrame | None]:
     """(verdict, value, reason, rows): ``variant``'s composite gain above ``reference``'s."""
     rows = _trained(ev, experiment=experiment)
     if rows.empty:
         return INCONCLUSIVE, "", missing_experiment(ev, experiment), None
-    a, b, common = _matched(rows, variant, reference)
+    a, b, common = matched(rows, variant, reference)
     if not common:
         return (INCONCLUSIVE, "", f"{experiment} experiment: no {variant} and {reference} cells at the same "
                 "settings", None)
@@ -421,11 +413,6 @@ def _ordered(points: list[tuple[str, Estimate]]) -> tuple[str, str]:
     if first.half is not None and last.half is not None and last.high < first.low:
         return REPRODUCED, f"ordered; {k1} beats {k0} beyond seed noise"
     return INCONCLUSIVE, f"ordered by means, but {k1} vs {k0} is within seed noise (or one seed)"
-
-
-def gap_estimates(frame: pd.DataFrame, rows: pd.DataFrame, by: str) -> list[tuple[Any, Estimate]]:
-    """The loss gap to the baseline of each group in ``rows``, keyed by the group key field ``by``."""
-    return [(getattr(key, by), loss_gap(frame, group, key)) for key, group in sorted_groups(rows)]
 
 
 SETTING = ["variant", "n", "scale", "lr", "grad_clip", "mix_weight"]
