@@ -198,6 +198,14 @@ def test_group_tables_keep_frontier_and_mixed_cells_apart(built: dict[str, Any])
            "downstream (9 cells); not run here: ablation" in header
 
 
+def test_cells_not_evaluated_by_design_are_no_problem(built: dict[str, Any]) -> None:
+    """depth, frontier and n_sweep cells (no eval.json: their claims read losses and gains) are not
+    listed as missing an evaluation, nor as rows of dashes in the downstream table."""
+    assert [p for p in built["problems"] if p.kind == "no eval.json"] == []
+    down = table(built, "Accuracy: downstream tasks")
+    assert set(down["experiments"]) == {"main", "main+n_sweep", "downstream"}
+
+
 def test_experiment_plots_are_written(built: dict[str, Any]) -> None:
     names = {p.name for p in built["plots"]}
     assert {"gain_vs_depth.png", "stability_frontier.png", "loss_gap_vs_n.png"} <= names

@@ -16,6 +16,11 @@ from typing import Any
 from mhc_bench import cellfolder as cf
 from mhc_bench.definitions import PROBE_LISTS, PROBE_SCALARS, PROBE_VERSION
 
+# Experiments whose claims read lm-eval scores (C8: downstream, else main). The other experiments'
+# grid blocks may skip evaluation (a profile's `evaluate: false`), so a missing eval.json there is
+# by design, not a problem. A cell whose config names no experiment counts as main's.
+SCORED_EXPERIMENTS = ("main", "downstream")
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -71,7 +76,8 @@ def read_cell(folder: Path) -> Cell:
     if cell.metrics is None and f"unreadable {cf.METRICS}" not in unreadable:
         cell.problems.append(Problem(cid, f"no {cf.METRICS}", "not trained, or training failed before "
                                      "writing it"))
-    if cell.metrics is not None and cell.eval is None and f"unreadable {cf.EVAL}" not in unreadable:
+    if (cell.metrics is not None and cell.eval is None and f"unreadable {cf.EVAL}" not in unreadable
+            and expects_eval(cell)):
         cell.problems.append(Problem(cid, f"no {cf.EVAL}", "trained but not evaluated"))
     if cell.eval is not None and cell.eval["status"] == "skipped":
         cell.problems.append(Problem(cid, "eval skipped", str(cell.eval.get("reason") or "")))
@@ -79,6 +85,14 @@ def read_cell(folder: Path) -> Cell:
         said = cell.metrics["cell_id"]
         cell.problems.append(Problem(cid, "cell id mismatch", f"{cf.METRICS} says {said!r}"))
     return cell
+
+
+def expects_eval(cell: Cell) -> bool:
+    """Whether the cell serves an experiment whose claim reads eval scores (unknown config: yes)."""
+    if cell.config is None:
+        return True
+    names = list(cell.config.experiments) or ["main"]
+    return any(name in SCORED_EXPERIMENTS for name in names)
 
 
 def _drop_stale_probes(cell: Cell) -> None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mhc_bench.report.aggregate import GroupKey, eval_tasks, short_label, sorted_groups
-from mhc_bench.report.compare import in_experiment, mean
+from mhc_bench.report.cells import SCORED_EXPERIMENTS
+from mhc_bench.report.compare import experiments_of, in_experiment, mean
 from mhc_bench.report.stats import Estimate, at_chance, estimate, no_signal
 
 DOWNSTREAM, FALLBACK = "downstream", "main"
@@ -57,6 +58,12 @@ def task_score(rows: pd.DataFrame, task: str) -> TaskScore:
     chance, stderr = mean(scored, f"{col}.chance"), mean(scored, f"{col}.stderr")
     metric = next((m for m in scored.get(f"{col}.metric", []) if isinstance(m, str)), "?")
     return TaskScore(metric, len(scored), est, chance, stderr, classify(est, chance, stderr))
+
+
+def scored_experiment(rows: pd.DataFrame) -> bool:
+    """Whether any of the cells serves an experiment whose claims read eval scores."""
+    return any(name in SCORED_EXPERIMENTS for v in rows.get("experiments", pd.Series([None] * len(rows)))
+               for name in experiments_of(v))
 
 
 def downstream_cells(frame: pd.DataFrame) -> tuple[pd.DataFrame, str, bool]:

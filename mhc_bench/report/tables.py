@@ -27,7 +27,7 @@ from mhc_bench.report.compare import (
     mean,
     trained,
 )
-from mhc_bench.report.downstream import left_chance_sentence, task_score
+from mhc_bench.report.downstream import left_chance_sentence, scored_experiment, task_score
 from mhc_bench.report.stats import estimate, fmt_estimate, fmt_num, fmt_spread
 
 
@@ -212,6 +212,8 @@ def downstream_table(frame: pd.DataFrame) -> Table:
     for task in eval_tasks(frame):
         for key, rows in sorted_groups(frame):
             score = task_score(rows, task)
+            if not score.scored and not scored_experiment(rows):
+                continue  # a depth/frontier/... group that is not evaluated by design
             out.append(
                 {
                     "task": task,
