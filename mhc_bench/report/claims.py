@@ -58,13 +58,14 @@ def _ints(rows: pd.DataFrame, column: str) -> str:
 
 
 def scale_tested(rows: pd.DataFrame | None) -> str:
-    """``d_model 64, layers 2, n 1/4, steps 100, seeds 2`` for the cells a verdict used."""
+    """``d_model 64, blocks 2, n 1/4, steps 100, seeds 2`` for the cells a verdict used (blocks:
+    transformer blocks, two residual layers each)."""
     if rows is None or rows.empty:
         return "—"
     rows = rows.drop_duplicates("cell_id")
     seeds = rows["seed"].dropna().nunique() if "seed" in rows else 0
     return (
-        f"d_model {_ints(rows, 'd_model')}, layers {_ints(rows, 'n_layer')}, n {_ints(rows, 'n')}, "
+        f"d_model {_ints(rows, 'd_model')}, blocks {_ints(rows, 'n_layer')}, n {_ints(rows, 'n')}, "
         f"steps {_ints(rows, 'steps')}, seeds {seeds}, cells {len(rows)}"
     )
 
