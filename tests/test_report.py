@@ -264,7 +264,7 @@ def test_claim_verdicts_follow_the_numbers(built: dict[str, Any]) -> None:
     assert card["C7"]["reason"] == "the n_sweep experiment has no trained cells yet"
     assert "downstream" in card["C8"]["reason"] and "judged on main's scores" in card["C8"]["reason"]
     assert "needs a GPU" in card["C9"]["reason"]
-    assert "results/kernels/perf_model.json absent" in card["C9"]["reason"]
+    assert "results/kernels/model.json absent" in card["C9"]["reason"]
     assert "d_model 64" in card["C1"]["scale_tested"] and "seeds 2" in card["C1"]["scale_tested"]
     rows = list(csv.DictReader(built["claims_csv"].open()))
     assert [r["verdict"] for r in rows] == [card[f"C{i}"]["verdict"] for i in range(1, 10)]

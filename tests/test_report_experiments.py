@@ -34,7 +34,8 @@ DEPTH_BLOCKS = (1, 2, 4)  # L = 2, 4, 8
 LRS = (1e-3, 1e-2, 1e-1)
 # frontier: seeds diverged per (variant, lr)
 DIVERGED = {("baseline", 1e-1): 3, ("hc", 1e-2): 2, ("hc", 1e-1): 3, ("mhc", 1e-1): 1}
-PERF = {"predicted_overhead": [{"gpu": "H100", "shape": {"d_model": 4096, "n": 4}, "ratio": 1.071}]}
+# The layout of mhc_bench.gpu.cost's results/kernels/model.json (only the keys the report reads).
+PERF = {"assumptions": {"hidden": 4096, "n": 4}, "predicted": {"H100": {"overhead_pct": 7.1}}}
 
 
 def _gain(layers: int, seed: int) -> float:
@@ -93,7 +94,7 @@ def make_results(root: Path) -> Path:
                        diverged_reason="non-finite loss", steps_done=20, final_val_loss=None,
                        final_train_loss=None, spike_count=2, max_composite_fwd=None, max_single_fwd=None)
     (root / "results" / "kernels").mkdir()
-    (root / "results" / "kernels" / "perf_model.json").write_text(json.dumps(PERF))
+    (root / "results" / "kernels" / "model.json").write_text(json.dumps(PERF))
     return res
 
 
@@ -129,7 +130,7 @@ def test_every_claim_but_c6_and_c9_gets_a_verdict_from_its_experiment(built: dic
     assert card["C8"]["reason"].startswith("downstream experiment at d64-b2")
     assert "qa_mc:acc mhc n=4 d64-b2 mix=0.1" in card["C8"]["reason"]
     assert "needs a GPU" in card["C9"]["reason"]
-    assert "predicted, not measured (results/kernels/perf_model.json): H100 d_model=4096, n=4: 1.071" \
+    assert "predicted, not measured (results/kernels/model.json): H100 hidden=4096, n=4: 1.071" \
         in card["C9"]["reason"]
 
 
@@ -181,7 +182,7 @@ def test_n_sweep_ablation_and_downstream_tables(built: dict[str, Any]) -> None:
             "0.302; qa_mc:acc hc n=4 d64-b2 mix=0.1 0.332; qa_mc:acc mhc n=4 d64-b2 mix=0.1 0.402.") in down
     # (qa_gen, exact match at 0, would come first: tasks are listed in name order)
     predicted = table(built, "Overhead, predicted, not measured (kernel performance model)")
-    assert predicted.iloc[0].to_dict() == {"gpu": "H100", "shape": "d_model=4096, n=4",
+    assert predicted.iloc[0].to_dict() == {"gpu": "H100", "shape": "hidden=4096, n=4",
                                            "predicted ratio to baseline": "1.071 (+7.1%)",
                                            "kind": "predicted, not measured"}
 

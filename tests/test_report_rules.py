@@ -313,12 +313,12 @@ def test_overhead_rule_shows_predictions_but_never_judges_them() -> None:
     bench = {"rows": [{"variant": "mhc", "n": 4, "d_model": 256, "path": "torch", "ratio_to_baseline": 1.4}],
              "hardware": {"device": "cpu"}}
     params = {"variant": "mhc", "n": 4, "paper_ratio": 1.067, "tolerance": 0.05, "fused_paths": ["triton"]}
-    model = PerfModel("results/kernels/perf_model.json", (Prediction("H100", "d4096 n4", 1.05),))
+    model = PerfModel("results/kernels/model.json", (Prediction("H100", "d4096 n4", 1.05),))
     out = RULES["overhead_ratio"](Evidence(frame([]), bench=bench, perf_model=model), **params)
     assert out.verdict == "inconclusive" and out.reason.startswith("needs a GPU")
-    assert "predicted, not measured (results/kernels/perf_model.json): H100 d4096 n4: 1.050 (+5.0%)" \
+    assert "predicted, not measured (results/kernels/model.json): H100 d4096 n4: 1.050 (+5.0%)" \
         in out.reason
-    absent = PerfModel("results/kernels/perf_model.json", note="no performance model (... absent)")
+    absent = PerfModel("results/kernels/model.json", note="no performance model (... absent)")
     out = RULES["overhead_ratio"](Evidence(frame([]), bench=bench, perf_model=absent), **params)
     assert "no performance model" in out.reason and "predicted, not" not in out.reason
     gpu = {"rows": [{"variant": "mhc", "n": 4, "d_model": 1024, "path": "triton", "ratio_to_baseline": 1.3}],

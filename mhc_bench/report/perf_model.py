@@ -1,11 +1,11 @@
 """Optional hook for C9: the kernels' performance model's PREDICTED overhead, never a measurement.
 
 C9 (+6.7 % training time with fused kernels) can only be judged by timing the fused Triton
-kernels on a GPU. Where none was used, the kernel work may leave a performance model at
-``results/kernels/perf_model.json`` (next to the profiles' results folders) with a top-level
-``predicted_overhead``: a list of rows ``{"gpu": ..., "shape": ..., "ratio": ...}`` (mHC step
-time / baseline step time). The report shows those rows labelled "predicted, not measured";
-they never change C9's verdict. Without the file the report says so.
+kernels on a GPU. Where none was used, the report shows the roofline model of this project's
+kernels (``mhc-bench kernels model``, committed as ``results/kernels/model.json``, next to the
+profiles' results folders): per named GPU, the predicted mHC n = 4 overhead at the paper's
+27B layer shape, labelled "predicted, not measured"; it never changes C9's verdict. Without
+the file the report says so.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PERF_MODEL = Path("kernels") / "perf_model.json"  # relative to the results root (results/)
+PERF_MODEL = Path("kernels") / "model.json"  # relative to the results root (results/)
 LABEL = "predicted, not measured"
 
 
@@ -45,20 +45,18 @@ class PerfModel:
 
 
 def perf_model_path(results_dir: Path) -> Path:
-    """``results/kernels/perf_model.json`` for the profile folder ``results/<profile>``."""
+    """``results/kernels/model.json`` for the profile folder ``results/<profile>``."""
     return Path(results_dir).parent / PERF_MODEL
 
 
-def _shape(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return "x".join(str(v) for v in value)
-    return str(value)
+def _shape(assumptions: dict[str, Any]) -> str:
+    keys = ("hidden", "blocks", "n", "seq_len", "stream_dtype")
+    return ", ".join(f"{k}={assumptions[k]}" for k in keys if k in assumptions)
 
 
 def read_perf_model(path: Path, shown_as: str | None = None) -> PerfModel:
-    """The predicted overhead rows of ``path``; a missing or malformed file gives a note, not an error."""
+    """The predicted overheads of ``path`` (``mhc_bench.gpu.cost``'s JSON); a missing or malformed
+    file gives a note, not an error."""
     where = shown_as or str(path)
     try:
         data = json.loads(Path(path).read_text())
@@ -66,15 +64,16 @@ def read_perf_model(path: Path, shown_as: str | None = None) -> PerfModel:
         return PerfModel(where, note=f"no performance model ({where} absent): no predicted overhead either")
     except (OSError, ValueError) as err:
         return PerfModel(where, note=f"{where} unreadable ({type(err).__name__}): no predicted overhead")
-    rows = data.get("predicted_overhead") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        return PerfModel(where, note=f"{where} has no 'predicted_overhead' list: no predicted overhead")
+    predicted = data.get("predicted") if isinstance(data, dict) else None
+    if not isinstance(predicted, dict):
+        return PerfModel(where, note=f"{where} has no 'predicted' map: no predicted overhead")
+    shape = _shape(data.get("assumptions") or {})
     found = []
-    for row in rows:
+    for gpu, row in sorted(predicted.items()):
         try:
-            found.append(Prediction(str(row["gpu"]), _shape(row["shape"]), float(row["ratio"])))
+            found.append(Prediction(str(gpu), shape, 1.0 + float(row["overhead_pct"]) / 100))
         except (KeyError, TypeError, ValueError):
             continue
     if not found:
-        return PerfModel(where, note=f"{where} lists no usable rows (gpu, shape, ratio)")
+        return PerfModel(where, note=f"{where} lists no usable predictions (gpu -> overhead_pct)")
     return PerfModel(where, tuple(found))
