@@ -234,15 +234,21 @@ def config_hash(cfg: CellConfig) -> str:
 def cell_id(cfg: CellConfig) -> str:
     """Readable id plus a short hash, e.g. ``mhc-n4-d128-b6-lr3e-03-s0-1a2b3c``.
 
-    Ablation cells (fewer than three learned maps, not the baseline) name their maps,
-    e.g. ``mhc-n4-d128-b6-res+pre-lr3e-03-s0-...`` (``nomaps`` when none is learned).
+    ``b`` counts transformer blocks (the paper's L counts residual layers, two per block).
+    Ablation cells (fewer than three learned maps, not the baseline) name their maps, e.g.
+    ``mhc-n4-d128-b6-res+pre-lr3e-03-s0-...`` (``nomaps`` when none is learned); cells
+    trained without gradient clipping say ``noclip``, on mixed-in task text ``mix0.2``.
     """
-    m = cfg.model
-    # b = transformer blocks; the paper's L counts residual layers (2 per block).
+    m, t = cfg.model, cfg.train
     parts = [m.variant, f"n{m.n_streams}", f"d{m.d_model}", f"b{m.n_layer}"]
     if m.variant != "baseline" and len(m.maps) < 3:
         parts.append("+".join(m.maps) or "nomaps")
-    parts += [f"lr{cfg.train.lr:.0e}", f"s{cfg.train.seed}", config_hash(cfg)[:6]]
+    parts.append(f"lr{t.lr:.0e}")
+    if t.grad_clip == 0:
+        parts.append("noclip")
+    if cfg.data.mix_weight > 0:
+        parts.append(f"mix{cfg.data.mix_weight:g}")
+    parts += [f"s{t.seed}", config_hash(cfg)[:6]]
     return "-".join(parts)
 
 
