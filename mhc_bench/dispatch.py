@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mhc_bench import ops
+from mhc_bench import fastops, ops
 
-KERNEL_CHOICES = ("auto", "torch", "triton", "compile")
+KERNEL_CHOICES = ("auto", "torch", "fast", "triton", "compile")
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,15 @@ class StreamOps:
     mhc_maps: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     stream_pre: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     stream_post_res: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    # mHC maps with some maps disabled (Table 1 ablations); the fused kernels cover only all three.
+    mhc_maps_partial: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = ops.mhc_maps_partial
+    # HC's maps; None: ``model.HCMaps`` computes them itself (the reference).
+    hc_maps: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
 
 TORCH_OPS = StreamOps("torch", ops.mhc_maps, ops.stream_pre, ops.stream_post_res)
+FAST_OPS = StreamOps("fast", fastops.mhc_maps, fastops.stream_pre, fastops.stream_post_res,
+                     fastops.mhc_maps_partial, fastops.hc_maps)
 
 
 @functools.cache
@@ -84,6 +90,8 @@ def stream_ops_for(kernels: str) -> StreamOps:
     """The ops for one ``kernels`` choice; ``"triton"`` fails early where it cannot run."""
     if kernels == "torch":
         return TORCH_OPS
+    if kernels == "fast":
+        return FAST_OPS
     if kernels == "compile":
         return _compiled_ops()
     if kernels == "triton":

@@ -208,7 +208,7 @@ class MHCMaps(nn.Module):
             return self.stream_ops.mhc_maps(
                 x_flat, self.phi, alpha, self.b_pre, self.b_post, self.b_res, self.iters
             )
-        return ops.mhc_maps_partial(
+        return self.stream_ops.mhc_maps_partial(
             x_flat, self.phi, dict(self.alpha), self.b_pre, self.b_post, self.b_res, self.n, self.iters
         )
 
@@ -216,10 +216,11 @@ class MHCMaps(nn.Module):
 class HCMaps(nn.Module):
     """Hyper-Connections' unconstrained dynamic maps (arXiv:2409.19606) for one layer."""
 
-    def __init__(self, cfg: ModelConfig, layer_index: int) -> None:
+    def __init__(self, cfg: ModelConfig, layer_index: int, stream_ops: StreamOps | None = None) -> None:
         super().__init__()
         n, C = cfg.n_streams, cfg.d_model
         self.n, self.enabled = n, cfg.maps
+        self.stream_ops = stream_ops
         widths = {"pre": 1, "post": 1, "res": n}
         self.width = {m: widths[m] for m in ops.MAP_NAMES if m in self.enabled}
         # Dynamic projections start at zero: the maps start at their static values.
@@ -235,6 +236,8 @@ class HCMaps(nn.Module):
         self.s_res = nn.Parameter(torch.eye(n)) if "res" in self.enabled else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.stream_ops is not None and self.stream_ops.hc_maps is not None:
+            return self.stream_ops.hc_maps(x, self.w, self.scale, self.s_pre, self.s_post, self.s_res)
         # The maps are fp32 whatever autocast says (the precision policy in mhc_bench.ops).
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self._maps(x.to(ops.compute_dtype(x.dtype)))
@@ -264,7 +267,7 @@ class ResidualLayer(nn.Module):
         if cfg.residual == "mhc":
             self.maps = MHCMaps(cfg, index, stream_ops)
         elif cfg.residual == "hc":
-            self.maps = HCMaps(cfg, index)
+            self.maps = HCMaps(cfg, index, stream_ops)
         else:
             self.maps = None
         self.recorder: list[torch.Tensor] | None = None
