@@ -29,11 +29,21 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from mhc_bench.cpukernels import kernels_for
 from mhc_bench.ops import compute_dtype, static_maps
 
 
 def _no_autocast(t: torch.Tensor) -> torch.autocast:
     return torch.autocast(device_type=t.device.type, enabled=False)
+
+
+def _rows(t: torch.Tensor, *tail: int) -> torch.Tensor:
+    """``t`` as a contiguous ``[tokens, *tail]``.
+
+    Contiguous because CPU ``bmm`` falls back to a per-token loop of ``addmm``
+    on broadcast (stride-0) operands such as the first layer's copied streams.
+    """
+    return t.reshape(-1, *tail).contiguous()
 
 
 # -- Sinkhorn-Knopp ---------------------------------------------------------------------------------
@@ -64,38 +74,53 @@ def _sinkhorn_iterates(
 
 
 def _tokens_last(t: torch.Tensor) -> torch.Tensor:
-    """``[..., n, n] -> [n, n, tokens]`` (contiguous)."""
-    n = t.shape[-1]
-    return t.reshape(-1, n, n).permute(1, 2, 0).contiguous()
+    """``[tokens, n, n] -> [n, n, tokens]`` (contiguous)."""
+    return t.permute(1, 2, 0).contiguous()
 
 
 class _Sinkhorn(torch.autograd.Function):
-    """Sinkhorn-Knopp as one node: saves the logits, replays the iterates in backward."""
+    """Sinkhorn-Knopp as one node: saves the logits, replays the iterates in backward.
+
+    The C kernel when there is one, else torch ops over ``[n, n, tokens]``.
+    """
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, iters: int) -> torch.Tensor:  # type: ignore[override]
+        n = logits.shape[-1]
         with _no_autocast(logits):
-            z = _tokens_last(logits.to(compute_dtype(logits.dtype)))
-            h, _ = _sinkhorn_iterates(z, iters)
+            z = _rows(logits.to(compute_dtype(logits.dtype)), n, n)
+            k = kernels_for(z)
+            if k is not None:
+                h = torch.empty_like(z)
+                k.call("sinkhorn_fwd", (z.shape[0], n, iters), z, h)
+            else:
+                h = _sinkhorn_iterates(_tokens_last(z), iters)[0].permute(2, 0, 1)
         ctx.save_for_backward(z)
         ctx.iters, ctx.dtype = iters, logits.dtype
-        return h.permute(2, 0, 1).reshape(logits.shape).to(logits.dtype)
+        return h.reshape(logits.shape).to(logits.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         (z,) = ctx.saved_tensors
+        n = z.shape[-1]
         with _no_autocast(z):
+            g = _rows(grad.to(z.dtype), n, n)
+            k = kernels_for(z, g)
+            if k is not None:
+                dz = torch.empty_like(z)
+                k.call("sinkhorn_bwd", (z.shape[0], n, ctx.iters), z, g, dz)
+                return dz.view(grad.shape).to(ctx.dtype), None
             trace: list[tuple[torch.Tensor, torch.Tensor]] = []
-            _, m0 = _sinkhorn_iterates(z, ctx.iters, trace)
-            g = _tokens_last(grad.to(z.dtype))
+            _, m0 = _sinkhorn_iterates(_tokens_last(z), ctx.iters, trace)
+            gt = _tokens_last(g)
             # B = A / sum(A, dim): dA = (dB - sum(dB * B, dim)) / sum(A, dim)
-            for k in reversed(range(len(trace))):
-                out, s = trace[k]
-                dim = k % 2
-                g = (g - (g * out).sum(dim=dim, keepdim=True)).div_(s)
-            g = g.mul_(m0).permute(2, 0, 1).reshape(grad.shape)
-            return g.to(ctx.dtype), None
+            for step in reversed(range(len(trace))):
+                out, s = trace[step]
+                dim = step % 2
+                gt = (gt - (gt * out).sum(dim=dim, keepdim=True)).div_(s)
+            dz = gt.mul_(m0).permute(2, 0, 1)
+            return dz.reshape(grad.shape).to(ctx.dtype), None
 
 
 def sinkhorn_knopp(logits: torch.Tensor, iters: int) -> torch.Tensor:
@@ -150,7 +175,7 @@ class _NormMatmul(torch.autograd.Function):
             dx = dw = None
             if ctx.needs_input_grad[0]:
                 coef = (g * proj).sum(dim=-1, keepdim=True).mul_(rstd.square()).div_(-x2.shape[-1])
-                dx = torch.addmm(xc * coef, gr, wc.t()).view(ctx.shape).to(x2.dtype)
+                dx = torch.mm(gr, wc.t()).addcmul_(xc, coef).view(ctx.shape).to(x2.dtype)
             if ctx.needs_input_grad[1]:
                 dw = torch.mm(gr.t(), xc).t()  # 2x faster than xc^T @ gr for thin gr
             return dx, dw, None
@@ -248,26 +273,22 @@ def hc_maps(
 # -- stream ops ------------------------------------------------------------------------------------------
 
 
-def _rows(t: torch.Tensor, *tail: int) -> torch.Tensor:
-    """``t`` as a contiguous ``[tokens, *tail]``.
-
-    Contiguous because CPU ``bmm`` falls back to a per-token loop of ``addmm``
-    on broadcast (stride-0) operands such as the first layer's copied streams.
-    """
-    return t.reshape(-1, *tail).contiguous()
-
-
 class _StreamPre(torch.autograd.Function):
-    """``out[t] = sum_j h[t, j] x[t, j]`` as one batched matmul ``[1, n] @ [n, C]`` per token."""
+    """``out[t] = sum_j h[t, j] x[t, j]``: the C kernel, else one batched ``[1, n] @ [n, C]`` matmul."""
 
     @staticmethod
     def forward(ctx, h_pre: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         n, c = x.shape[-2:]
         dtype = compute_dtype(x.dtype)
         with _no_autocast(x):
-            h = _rows(h_pre, 1, n).to(dtype)
-            xs = _rows(x, n, c)
-            out = torch.bmm(h, xs.to(dtype))
+            h, xs = _rows(h_pre, n).to(dtype), _rows(x, n, c)
+            xc = xs.to(dtype)
+            k = kernels_for(h, xc)
+            if k is not None:
+                out = xc.new_empty(xc.shape[0], c)
+                k.call("pre_fwd", (xc.shape[0], n, c), h, xc, out)
+            else:
+                out = torch.bmm(h.unsqueeze(1), xc).squeeze(1)
         ctx.save_for_backward(h, xs)
         ctx.meta = (x.shape, x.dtype, h_pre.dtype)
         return out.view(*x.shape[:-2], c).to(x.dtype)
@@ -277,18 +298,23 @@ class _StreamPre(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
         h, xs = ctx.saved_tensors
         shape, x_dtype, h_dtype = ctx.meta
+        need_h, need_x = ctx.needs_input_grad
         with _no_autocast(h):
-            g = _rows(grad, 1, shape[-1]).to(h.dtype)
-            dh = dx = None
-            if ctx.needs_input_grad[0]:
-                dh = torch.bmm(g, xs.to(h.dtype).transpose(1, 2)).view(*shape[:-1]).to(h_dtype)
-            if ctx.needs_input_grad[1]:
-                dx = torch.bmm(h.transpose(1, 2), g).view(shape).to(x_dtype)
-        return dh, dx
+            g, xc = _rows(grad, shape[-1]).to(h.dtype), xs.to(h.dtype)
+            k = kernels_for(h, xc, g)
+            if k is not None:
+                dh = h.new_empty(h.shape) if need_h else None
+                dx = xc.new_empty(xc.shape) if need_x else None
+                k.call("pre_bwd", tuple(xc.shape), h, xc, g, dh, dx)
+            else:
+                dh = torch.bmm(xc, g.unsqueeze(-1)).squeeze(-1) if need_h else None
+                dx = h.unsqueeze(-1) * g.unsqueeze(1) if need_x else None
+        return (dh.view(*shape[:-1]).to(h_dtype) if need_h else None,
+                dx.view(shape).to(x_dtype) if need_x else None)
 
 
 class _StreamPostRes(torch.autograd.Function):
-    """``h_res @ x + h_post^T y`` per token: one batched matmul plus one fused multiply-add."""
+    """``h_res @ x + h_post^T y`` per token: the C kernel, else a batched matmul plus a multiply-add."""
 
     @staticmethod
     def forward(ctx, h_res: torch.Tensor, x: torch.Tensor, h_post: torch.Tensor,  # type: ignore[override]
@@ -296,10 +322,15 @@ class _StreamPostRes(torch.autograd.Function):
         n, c = x.shape[-2:]
         dtype = compute_dtype(x.dtype)
         with _no_autocast(x):
-            hr = _rows(h_res, n, n).to(dtype)
-            hp = _rows(h_post, n, 1).to(dtype)
-            xs, ys = _rows(x, n, c), _rows(y, 1, c)
-            out = torch.baddbmm(hp * ys.to(dtype), hr, xs.to(dtype))
+            hr, hp = _rows(h_res, n, n).to(dtype), _rows(h_post, n).to(dtype)
+            xs, ys = _rows(x, n, c), _rows(y, c)
+            xc, yc = xs.to(dtype), ys.to(dtype)
+            k = kernels_for(hr, hp, xc, yc)
+            if k is not None:
+                out = torch.empty_like(xc)
+                k.call("post_res_fwd", tuple(xc.shape), hr, xc, hp, yc, out)
+            else:
+                out = torch.baddbmm(hp.unsqueeze(-1) * yc.unsqueeze(1), hr, xc)
         ctx.save_for_backward(hr, hp, xs, ys)
         ctx.meta = (x.shape, y.shape, x.dtype, y.dtype, h_res.dtype, h_post.dtype)
         return out.view(x.shape).to(x.dtype)
@@ -312,18 +343,24 @@ class _StreamPostRes(torch.autograd.Function):
         need = ctx.needs_input_grad
         dtype = hr.dtype
         with _no_autocast(hr):
-            g = _rows(grad, *x_shape[-2:]).to(dtype)
-            d_hr = d_x = d_hp = d_y = None
-            if need[0]:
-                d_hr = torch.bmm(g, xs.to(dtype).transpose(1, 2))
-                d_hr = d_hr.view(*x_shape[:-1], x_shape[-2]).to(hr_dtype)
-            if need[1]:
-                d_x = torch.bmm(hr.transpose(1, 2), g).view(x_shape).to(x_dtype)
-            if need[2]:
-                d_hp = torch.bmm(g, ys.to(dtype).transpose(1, 2)).view(*x_shape[:-1]).to(hp_dtype)
-            if need[3]:
-                d_y = torch.bmm(hp.transpose(1, 2), g).view(y_shape).to(y_dtype)
-        return d_hr, d_x, d_hp, d_y
+            g, xc, yc = _rows(grad, *x_shape[-2:]).to(dtype), xs.to(dtype), ys.to(dtype)
+            k = kernels_for(hr, hp, xc, yc, g)
+            if k is not None:
+                d_hr = torch.empty_like(hr) if need[0] else None
+                d_x = torch.empty_like(xc) if need[1] else None
+                d_hp = torch.empty_like(hp) if need[2] else None
+                d_y = torch.empty_like(yc) if need[3] else None
+                k.call("post_res_bwd", tuple(xc.shape), hr, xc, hp, yc, g, d_hr, d_x, d_hp, d_y)
+            else:
+                d_hr = torch.bmm(g, xc.transpose(1, 2)) if need[0] else None
+                d_x = torch.bmm(hr.transpose(1, 2), g) if need[1] else None
+                d_hp = torch.bmm(g, yc.unsqueeze(-1)).squeeze(-1) if need[2] else None
+                d_y = torch.bmm(hp.unsqueeze(1), g).squeeze(1) if need[3] else None
+        n = x_shape[-2]
+        return (d_hr.view(*x_shape[:-1], n).to(hr_dtype) if need[0] else None,
+                d_x.view(x_shape).to(x_dtype) if need[1] else None,
+                d_hp.view(*x_shape[:-1]).to(hp_dtype) if need[2] else None,
+                d_y.view(y_shape).to(y_dtype) if need[3] else None)
 
 
 def stream_pre(h_pre: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

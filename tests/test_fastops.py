@@ -1,4 +1,4 @@
-"""The CPU fast path (``mhc_bench.fastops``) against the torch reference (``mhc_bench.ops``).
+"""The CPU fast path (``mhc_bench.fastops``, C kernels and torch fallback) against ``mhc_bench.ops``.
 
 Values and gradients on random inputs in float64 (to 1e-10, far inside the
 1e-6 the fast path promises), ``gradcheck`` of each custom backward, the
@@ -15,10 +15,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mhc_bench import fastops, ops
+from mhc_bench import cpukernels, fastops, ops
 from mhc_bench.model import HCMaps, ModelConfig
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, params=["c", "torch"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on the C kernels and on the torch-op fallback (no compiler / disabled)."""
+    monkeypatch.setenv("MHC_BENCH_CPU_KERNELS", "1" if request.param == "c" else "0")
+    if request.param == "c":
+        assert cpukernels.kernels_for(torch.zeros(1)) is not None, "the C kernels did not build"
+    return request.param
 
 
 def rand(*shape: int, scale: float = 1.0, dtype: torch.dtype = F64) -> torch.Tensor:
