@@ -1,10 +1,16 @@
-"""Choose the implementation of the n-stream ops: torch reference, compiled, or Triton.
+"""Choose the implementation of the n-stream ops: reference, CPU fast path, Triton, whole-model compile.
 
-``kernels="auto"`` picks per call: the fused Triton kernels when the tensors
-live on CUDA and ``mhc_kernels`` imports, the torch reference otherwise (the
-fast path on CPU). ``"compile"`` wraps the torch reference in
-``torch.compile`` (inductor; works on CPU with gcc). ``"triton"`` forces the
-kernels (on CPU that needs ``TRITON_INTERPRET=1`` set before triton loads).
+- ``"torch"``: ``mhc_bench.ops``, the readable reference (ground truth).
+- ``"fast"``: ``mhc_bench.fastops``, the exact CPU fast path (fused C kernels
+  with torch fallbacks; also runs, unfused, on other devices).
+- ``"triton"``: the fused Triton kernels (on CPU only under ``TRITON_INTERPRET=1``
+  set before triton loads).
+- ``"auto"`` (default) picks per call: Triton for CUDA tensors when
+  ``mhc_kernels`` imports, the fast path otherwise.
+- ``"compile"``: the whole model's training forward (and so its backward) runs
+  through ``torch.compile`` (``mhc_bench.compiled``), with the fast path's ops
+  inside on CPU (opaque custom ops) and the reference on CUDA (inductor
+  generates Triton for it); eval and probes run the same ops eagerly.
 """
 
 from __future__ import annotations
@@ -40,17 +46,6 @@ FAST_OPS = StreamOps("fast", fastops.mhc_maps, fastops.stream_pre, fastops.strea
 
 
 @functools.cache
-def _compiled_ops() -> StreamOps:
-    compile_fn = functools.partial(torch.compile, dynamic=True)
-    return StreamOps(
-        "compile",
-        compile_fn(ops.mhc_maps),
-        compile_fn(ops.stream_pre),
-        compile_fn(ops.stream_post_res),
-    )
-
-
-@functools.cache
 def _triton_ops() -> StreamOps:
     try:
         import mhc_kernels
@@ -72,17 +67,24 @@ def _require_triton_device() -> StreamOps:
     return found
 
 
-def _auto_ops() -> StreamOps:
-    """Triton for CUDA tensors, the torch reference for everything else, decided per call."""
+def resolve(kernels: str, x: torch.Tensor) -> StreamOps:
+    """The concrete ops a per-call choice (``auto``, ``compile``) uses for tensors like ``x``."""
+    if kernels == "auto":
+        return _triton_ops() if x.is_cuda else FAST_OPS
+    if kernels == "compile":  # inductor generates Triton from the reference on CUDA
+        return TORCH_OPS if x.is_cuda else FAST_OPS
+    return stream_ops_for(kernels)
 
-    def pick(x: torch.Tensor) -> StreamOps:
-        return _triton_ops() if x.is_cuda else TORCH_OPS
 
+def _per_call(name: str) -> StreamOps:
+    """Ops that pick their implementation per call with :func:`resolve`."""
     return StreamOps(
-        "auto",
-        lambda x_flat, *args, **kw: pick(x_flat).mhc_maps(x_flat, *args, **kw),
-        lambda h_pre, x: pick(x).stream_pre(h_pre, x),
-        lambda h_res, x, h_post, y: pick(x).stream_post_res(h_res, x, h_post, y),
+        name,
+        lambda x_flat, *args, **kw: resolve(name, x_flat).mhc_maps(x_flat, *args, **kw),
+        lambda h_pre, x: resolve(name, x).stream_pre(h_pre, x),
+        lambda h_res, x, h_post, y: resolve(name, x).stream_post_res(h_res, x, h_post, y),
+        lambda x_flat, *args, **kw: resolve(name, x_flat).mhc_maps_partial(x_flat, *args, **kw),
+        fastops.hc_maps,  # torch ops only: exact and fine on every device
     )
 
 
@@ -92,10 +94,8 @@ def stream_ops_for(kernels: str) -> StreamOps:
         return TORCH_OPS
     if kernels == "fast":
         return FAST_OPS
-    if kernels == "compile":
-        return _compiled_ops()
+    if kernels in ("auto", "compile"):
+        return _per_call(kernels)
     if kernels == "triton":
         return _require_triton_device()
-    if kernels == "auto":
-        return _auto_ops()
     raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {kernels!r}")

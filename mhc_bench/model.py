@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from mhc_bench import ops
+from mhc_bench.compiled import compiled_forward, use_compiled
 from mhc_bench.dispatch import KERNEL_CHOICES, StreamOps, stream_ops_for
 
 RESIDUAL_KINDS = ("baseline", "hc", "mhc")
@@ -67,7 +68,7 @@ class ModelConfig:
     pre_init: str = "one_hot"
     dropout: float = 0.0
     bias: bool = False
-    kernels: str = "auto"  # "auto" | "torch" | "triton" | "compile"
+    kernels: str = "auto"  # "auto" | "torch" | "fast" | "triton" | "compile" (whole model)
     # Selective recompute: checkpoint residual layers in blocks of this many
     # layers (0 = off, -1 = the paper's L_r* = sqrt(nL/(n+2)), rounded).
     recompute: int = 0
@@ -345,6 +346,8 @@ class GPT(nn.Module):
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.cfg.kernels == "compile" and use_compiled(self) and self.layers[0].recorder is None:
+            return compiled_forward(self)(idx, targets)  # traces this method: the eager body below
         B, T = idx.shape
         if T > self.cfg.seq_len:
             raise ValueError(f"sequence length {T} exceeds seq_len {self.cfg.seq_len}")

@@ -39,6 +39,9 @@ SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
 _SUFFIX = {torch.float32: ("float", "f32"), torch.float64: ("double", "f64")}
 _PTR, _I64, _INT = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int
+# Elements below which a kernel runs on one thread: at::parallel_for's grain size. Waking a
+# second thread costs more than it saves, and on a loaded machine that thread waits for a core.
+GRAIN = 32768
 _SIGNATURES: dict[str, list] = {
     "pre_fwd": [_I64, _INT, _I64, _PTR, _PTR, _PTR, _INT],
     "pre_bwd": [_I64, _INT, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _INT],
@@ -102,8 +105,12 @@ class Kernels:
     def _ptr(t: torch.Tensor | None) -> int | None:
         return None if t is None else t.data_ptr()
 
-    def call(self, name: str, sizes: tuple[int, ...], *tensors: torch.Tensor | None) -> None:
-        self._fns[name](*sizes, *(self._ptr(t) for t in tensors), torch.get_num_threads())
+    def call(self, name: str, sizes: tuple[int, ...], *tensors: torch.Tensor | None, work: int = 0) -> None:
+        """Run kernel ``name`` on torch's threads when ``work`` (default: the largest tensor's
+        element count) is worth sharing, as at::parallel_for decides."""
+        work = work or max(t.numel() for t in tensors if t is not None)
+        threads = torch.get_num_threads() if work > GRAIN else 1
+        self._fns[name](*sizes, *(self._ptr(t) for t in tensors), threads)
 
 
 @functools.cache

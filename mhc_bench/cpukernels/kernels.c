@@ -7,7 +7,8 @@
  * Every kernel is one pass over its token's rows, parallel over tokens; the
  * per-token working set (n*C values) stays in L1/L2, so the [T, n, C] tensors
  * are read or written once each. Accumulation is in REAL (fp32 or fp64).
- * Output pointers may be NULL when that gradient is not needed.
+ * Output pointers may be NULL when that gradient is not needed. ``nt`` is the OpenMP team
+ * size; the caller passes 1 for work too small to share.
  */
 #include <tgmath.h>
 #include <stdlib.h>

@@ -75,7 +75,7 @@ def sinkhorn_impl(z: torch.Tensor, iters: int) -> torch.Tensor:
     if k is None:
         return _torch_sinkhorn(z, iters)
     h = torch.empty_like(z)
-    k.call("sinkhorn_fwd", (z.shape[0], z.shape[-1], iters), z, h)
+    k.call("sinkhorn_fwd", (z.shape[0], z.shape[-1], iters), z, h, work=z.numel() * iters)
     return h
 
 
@@ -85,7 +85,7 @@ def sinkhorn_backward_impl(z: torch.Tensor, g: torch.Tensor, iters: int) -> torc
     if k is None:
         return _torch_sinkhorn_backward(z, g, iters)
     dz = torch.empty_like(z)
-    k.call("sinkhorn_bwd", (z.shape[0], z.shape[-1], iters), z, g, dz)
+    k.call("sinkhorn_bwd", (z.shape[0], z.shape[-1], iters), z, g, dz, work=z.numel() * iters)
     return dz
 
 
