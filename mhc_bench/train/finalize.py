@@ -55,6 +55,8 @@ def final_metrics(cfg: CellConfig, ref: RunRef, steps_done: int, module: GPTModu
         "wall_time_s": monitor.wall_time_s(),
         "tokens_per_s": tokens_per_step * monitor.timed_steps / max(monitor.timed_s, 1e-9),
         "step_time_ms": 1000 * monitor.timed_s / max(monitor.timed_steps, 1),
+        # The first step alone: with kernels: compile it holds the compilation (from cache or not).
+        "first_step_s": monitor.first_step_s,
         "peak_mem_mb": peak_memory_mb(module.device),
         **{k: gains[k] for k in ("max_single_fwd", "max_single_bwd", "max_composite_fwd",
                                  "max_composite_bwd", "layer0_fwd", "layer0_bwd", "min_composite_min_col")},
