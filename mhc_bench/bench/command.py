@@ -31,7 +31,8 @@ Outputs in ``--out``:
     micro:     per (op: "maps"|"pre"|"post_res", n, d_model, path): {tokens, fwd_ms, fwd_bwd_ms,
                fwd_bytes, fwd_gbps, fraction_of_copy_bw}
     peer:      per (impl: "peer"|"ours/<path>", n, d_model): {tokens, fwd_bwd_ms, activation_mb,
-               time_ratio_to_peer, mem_ratio_to_peer}
+               time_ratio_to_peer, mem_ratio_to_peer, branch_ms (the shared branch alone),
+               overhead_ms (layer - branch), overhead_ratio_to_peer}
 
 The floor (``mhc_bench.bench.floor``): the bytes the extra n-stream ops must
 move per step, from the shapes, over the measured copy bandwidth; the

@@ -97,8 +97,10 @@ def write_outputs(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
         *_table(result["micro"], ["op", "n", "d_model", "tokens", "path", "fwd_ms", "fwd_bwd_ms",
                                   "fwd_gbps", "fraction_of_copy_bw"]),
         "## Peer comparison (one mHC layer, forward + backward)", "",
-        *_table(result["peer"], ["impl", "n", "d_model", "tokens", "fwd_bwd_ms", "activation_mb",
-                                 "time_ratio_to_peer", "mem_ratio_to_peer"]),
+        "`branch_ms`: the shared pre-norm MLP alone; `overhead_ms`: the layer minus the branch.", "",
+        *_table(result["peer"], ["impl", "n", "d_model", "tokens", "fwd_bwd_ms", "time_ratio_to_peer",
+                                 "branch_ms", "overhead_ms", "overhead_ratio_to_peer", "activation_mb",
+                                 "mem_ratio_to_peer"]),
         *[f"Note: {note}" for note in result["meta"]["notes"]],
     ]
     md_path.write_text("\n".join(md) + "\n")
