@@ -32,6 +32,7 @@ from torch.autograd.function import once_differentiable
 
 from mhc_bench.cpukernels import ops as kernel_ops
 from mhc_bench.ops import compute_dtype, static_maps
+from mhc_bench.prelink import LinkedPre, PreLink, attach, link_of, new_link
 
 
 def _no_autocast(t: torch.Tensor) -> torch.autocast:
@@ -77,7 +78,8 @@ class _NormMatmul(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, eps: float,  # type: ignore[override]
+                link: PreLink | None) -> torch.Tensor:
         with _no_autocast(x):
             dtype = compute_dtype(x.dtype)
             x2 = x.reshape(-1, x.shape[-1])
@@ -87,12 +89,12 @@ class _NormMatmul(torch.autograd.Function):
             # (w^T x^T)^T: MKL is 1.1-4x faster at this orientation for thin w (W = 6 or 24 columns).
             proj = torch.mm(wc.t(), xc.t()).t().mul_(rstd)
         ctx.save_for_backward(x2, wc, rstd, proj)
-        ctx.shape = x.shape
+        ctx.shape, ctx.link = x.shape, link
         return proj.view(*x.shape[:-1], w.shape[-1])
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         x2, wc, rstd, proj = ctx.saved_tensors
         with _no_autocast(x2):
             g = grad.reshape(proj.shape).to(wc.dtype)
@@ -101,17 +103,32 @@ class _NormMatmul(torch.autograd.Function):
             dx = dw = None
             if ctx.needs_input_grad[0]:
                 coef = (g * proj).sum(dim=-1, keepdim=True).mul_(rstd.square()).div_(-x2.shape[-1])
-                dx = torch.mm(gr, wc.t()).addcmul_(xc, coef).view(ctx.shape).to(x2.dtype)
+                dx = torch.mm(gr, wc.t())
+                handed = ctx.link.take() if ctx.link is not None else None
+                if handed is None:
+                    dx.addcmul_(xc, coef)
+                else:  # add H_pre x's share too, in the same pass (mhc_bench.prelink)
+                    h_pre, g_in = handed
+                    tokens, n = h_pre.shape
+                    coef = coef.view(tokens, -1).expand(tokens, n).contiguous()  # per token or per stream
+                    shape = (tokens, n, g_in.shape[-1])
+                    kernel_ops.maps_dx_epilogue_impl(dx.view(shape), xc.view(shape), coef, h_pre, g_in)
+                dx = dx.view(ctx.shape).to(x2.dtype)
             if ctx.needs_input_grad[1]:
                 dw = torch.mm(gr.t(), xc).t()  # 2x faster than xc^T @ gr for thin gr
-            return dx, dw, None
+            return dx, dw, None, None
 
 
-def rms_norm_matmul(x: torch.Tensor, w: torch.Tensor, eps: float | None = None) -> torch.Tensor:
-    """``F.rms_norm(x, (K,), eps=eps) @ w`` in the compute dtype; ``eps=None`` is rms_norm's default."""
+def rms_norm_matmul(
+    x: torch.Tensor, w: torch.Tensor, eps: float | None = None, link: PreLink | None = None
+) -> torch.Tensor:
+    """``F.rms_norm(x, (K,), eps=eps) @ w`` in the compute dtype; ``eps=None`` is rms_norm's default.
+
+    ``link``: see :mod:`mhc_bench.prelink` (``H_pre x``'s dx share added in this op's backward).
+    """
     if eps is None:
         eps = torch.finfo(compute_dtype(x.dtype)).eps
-    return _NormMatmul.apply(x, w, eps)
+    return _NormMatmul.apply(x, w, eps, link)
 
 
 # -- the maps -------------------------------------------------------------------------------------------
@@ -132,11 +149,12 @@ def mhc_maps_partial(
     dtype = compute_dtype(x_flat.dtype)
     lead = x_flat.shape[:-1]
     with _no_autocast(x_flat):
-        proj = rms_norm_matmul(x_flat, phi, eps)
+        link = new_link(x_flat) if b_pre is not None and x_flat.dtype == dtype else None
+        proj = rms_norm_matmul(x_flat, phi, eps, link)
         h_pre, h_post, h_res = static_maps(lead, n, dtype, proj.device)
         offset = 0
         if b_pre is not None:
-            h_pre = torch.sigmoid(alpha["pre"].to(dtype) * proj[..., :n] + b_pre.to(dtype))
+            h_pre = attach(torch.sigmoid(alpha["pre"].to(dtype) * proj[..., :n] + b_pre.to(dtype)), link)
             offset = n
         if b_post is not None:
             h_post = 2.0 * torch.sigmoid(alpha["post"].to(dtype) * proj[..., offset : offset + n]
@@ -181,11 +199,12 @@ def hc_maps(
     dtype = compute_dtype(x.dtype)
     n = x.shape[-2]
     with _no_autocast(x):
-        dyn = torch.tanh(rms_norm_matmul(x, w, eps))  # [..., n_in, width]
+        link = new_link(x) if s_pre is not None and x.dtype == dtype else None
+        dyn = torch.tanh(rms_norm_matmul(x, w, eps, link))  # [..., n_in, width]
         h_pre, h_post, h_res = static_maps(x.shape[:-2], n, dtype, x.device)
         offset = 0
         if s_pre is not None:
-            h_pre = s_pre.to(dtype) + scale["pre"].to(dtype) * dyn[..., 0]
+            h_pre = attach(s_pre.to(dtype) + scale["pre"].to(dtype) * dyn[..., 0], link)
             offset = 1
         if s_post is not None:
             h_post = s_post.to(dtype) + scale["post"].to(dtype) * dyn[..., offset]
@@ -204,7 +223,11 @@ def stream_pre(h_pre: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     n, c = x.shape[-2:]
     dtype = compute_dtype(x.dtype)
     with _no_autocast(x):
-        out = kernel_ops.stream_pre(_rows(h_pre.to(dtype), n), _rows(x.to(dtype), n, c))
+        link = link_of(h_pre, x) if x.dtype == dtype else None
+        if link is not None:  # dx goes through the maps' backward (mhc_bench.prelink)
+            out = LinkedPre.apply(_rows(h_pre.to(dtype), n), _rows(x, n, c), link)
+        else:
+            out = kernel_ops.stream_pre(_rows(h_pre.to(dtype), n), _rows(x.to(dtype), n, c))
         return out.view(*x.shape[:-2], c).to(x.dtype)
 
 

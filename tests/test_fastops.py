@@ -70,9 +70,10 @@ def test_sinkhorn_gradcheck() -> None:
 
 
 def test_sinkhorn_survives_logits_the_exp_domain_cannot_hold() -> None:
-    """A row ~200 below its columns' maxima underflows in exp: the fallback keeps it exact."""
-    z = torch.zeros(2, 4, 4)
+    """Logits ~200 apart underflow in the exp domain: the fallback to the reference keeps it exact."""
+    z = torch.zeros(3, 4, 4)
     z[0, 1] = -200.0
+    z[2] = torch.randn(4, 4) + 150.0  # far above the other tokens: they underflow after the shift
     h = fastops.sinkhorn_knopp(z, 20)
     assert torch.isfinite(h).all()
     torch.testing.assert_close(h, ops.sinkhorn_knopp(z, 20))
@@ -214,3 +215,49 @@ def test_precision_policy_under_bf16_autocast(x_dtype: torch.dtype) -> None:
     assert gx_fast.dtype == x_dtype and gy_fast.dtype == torch.bfloat16
     torch.testing.assert_close(gx_fast.float(), gx_ref.float(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gy_fast.float(), gy_ref.float(), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("residual", ["mhc", "hc"])
+def test_pre_gradient_folded_into_the_maps_backward(residual: str) -> None:
+    """maps -> H_pre x -> H_res x + H_post^T y on one stream tensor: the linked path, same gradients."""
+    torch.manual_seed(10)
+    n, c = 4, 8
+    x = rand(2, 3, n, c)
+    y_w = rand(c, c, scale=0.3)  # a stand-in for the branch F
+    if residual == "mhc":
+        params = _mhc_inputs(n, c)[1:]
+
+        def maps(lib, t):
+            return lib.mhc_maps(t.flatten(-2), *params, iters=20)
+    else:
+        params = (rand(c, 2 + n, scale=0.3), {"pre": rand(()), "post": rand(()), "res": rand(())},
+                  rand(n), rand(n), rand(n, n))
+
+        def maps(lib, t):
+            if lib is ops:
+                module = HCMaps(ModelConfig(vocab_size=8, d_model=c, n_head=2, residual="hc", n_streams=n), 0)
+                module = module.double()
+                with torch.no_grad():
+                    module.w.copy_(params[0])
+                    for name in ("pre", "post", "res"):
+                        module.scale[name].copy_(params[1][name])
+                    module.s_pre.copy_(params[2])
+                    module.s_post.copy_(params[3])
+                    module.s_res.copy_(params[4])
+                return module._maps(t)
+            return fastops.hc_maps(t, *params)
+
+    def layer(lib, t):
+        h_pre, h_post, h_res = maps(lib, t)
+        x_in = lib.stream_pre(h_pre, t)
+        return lib.stream_post_res(h_res, t, h_post, torch.tanh(x_in @ y_w)), x_in
+
+    out_ref, _ = layer(ops, x)
+    out_fast, x_in = layer(fastops, x)
+    assert "LinkedPre" in x_in.grad_fn.next_functions[0][0].name()  # through the output view
+    g = torch.randn_like(out_ref)
+    # (HC's reference copies the map parameters into its module: compare x and F's gradients there)
+    leaves = [x, y_w, *(params if residual == "mhc" else ())]
+    for a, b in zip(torch.autograd.grad(out_ref, leaves, g), torch.autograd.grad(out_fast, leaves, g),
+                    strict=True):
+        torch.testing.assert_close(b, a, atol=1e-10, rtol=0)

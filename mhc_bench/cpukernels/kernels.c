@@ -10,7 +10,6 @@
  * Output pointers may be NULL when that gradient is not needed. ``nt`` is the OpenMP team
  * size; the caller passes 1 for work too small to share.
  */
-#include <tgmath.h>
 #include <stdlib.h>
 
 #ifndef REAL
@@ -61,6 +60,24 @@ void FN(pre_bwd)(i64 T, int n, i64 C, const REAL *h, const REAL *x, const REAL *
 #pragma omp simd
                 for (i64 c = 0; c < C; c++) d[c] = hj * gt[c];
             }
+        }
+    }
+}
+
+/* dx[t, j] += coef[t, j] x[t, j] + h[t, j] g[t]: the RMSNorm term of the maps' gradient and
+ * H_pre x's share of dL/dx, added in one pass (instead of two passes and autograd's sum). */
+void FN(maps_dx_epilogue)(i64 T, int n, i64 C, REAL *dx, const REAL *x, const REAL *coef, const REAL *h,
+                          const REAL *g, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (i64 t = 0; t < T; t++) {
+        const REAL *gt = g + t * C;
+        for (int j = 0; j < n; j++) {
+            const i64 row = t * n + j;
+            const REAL a = coef[row], hj = h[row];
+            const REAL *xr = x + row * C;
+            REAL *d = dx + row * C;
+#pragma omp simd
+            for (i64 c = 0; c < C; c++) d[c] += a * xr[c] + hj * gt[c];
         }
     }
 }
@@ -139,105 +156,76 @@ void FN(post_res_bwd)(i64 T, int n, i64 C, const REAL *hr, const REAL *x, const 
     }
 }
 
-/* Sinkhorn-Knopp on blocks of TB tokens, token index innermost so that every
- * step is a SIMD loop over tokens. m[a][k]: entry a = i*n + j of token k.
- * The block functions are inlined with a literal n (2, 4, 8) so that the
- * loops over entries unroll. */
-#define TB 64
+/* Sinkhorn-Knopp. Tokens go across SIMD lanes: a block of VL tokens (8 floats or 4 doubles per
+ * 32-byte vector) holds entry a = i*n + j of all its tokens in one vector m[a], so every step is
+ * plain vector arithmetic. For n = 2, 4, 8 the whole n x n block lives in registers (n is a
+ * literal and the loops unroll); other n take the generic loops. The kernels start from
+ * M0 = exp(z - max over each column), computed by the caller with torch's vectorised exp (the
+ * column step removes any per-column factor, so the shift changes no iterate). */
+typedef REAL vec __attribute__((vector_size(32)));
+#define VL ((int)(32 / sizeof(REAL)))
 #define INLINE static inline __attribute__((always_inline))
 
-static void load_block(const REAL *src, i64 t0, int tb, int nn, REAL *m) {
+static vec *vec_alloc(size_t count) { return aligned_alloc(sizeof(vec), sizeof(vec) * count); }
+
+INLINE void load_vecs(const REAL *src, i64 t0, int tb, int nn, vec *m) {
     for (int a = 0; a < nn; a++)
-        for (int k = 0; k < TB; k++) m[a * TB + k] = k < tb ? src[(t0 + k) * nn + a] : 0;
+        for (int k = 0; k < VL; k++) m[a][k] = k < tb ? src[(t0 + k) * nn + a] : 0;
 }
 
-static void store_block(const REAL *m, i64 t0, int tb, int nn, REAL *dst) {
+INLINE void store_vecs(const vec *m, i64 t0, int tb, int nn, REAL *dst) {
     for (int k = 0; k < tb; k++)
-        for (int a = 0; a < nn; a++) dst[(t0 + k) * nn + a] = m[a * TB + k];
+        for (int a = 0; a < nn; a++) dst[(t0 + k) * nn + a] = m[a][k];
 }
 
-/* M0 = exp(z - max over each column): the column step removes any per-column factor. */
-INLINE void start(const int n, REAL *m) {
-    for (int j = 0; j < n; j++) {
-        REAL mx[TB];
-        for (int k = 0; k < TB; k++) mx[k] = m[j * TB + k];
-        for (int i = 1; i < n; i++)
-#pragma omp simd
-            for (int k = 0; k < TB; k++) mx[k] = fmax(mx[k], m[(i * n + j) * TB + k]);
-        for (int i = 0; i < n; i++)
-#pragma omp simd
-            for (int k = 0; k < TB; k++) m[(i * n + j) * TB + k] = exp(m[(i * n + j) * TB + k] - mx[k]);
-    }
-}
-
-/* One half step from src to dst (may be the same array): divide each column (axis 0: sum over i)
- * or row (axis 1: sum over j) by its sum, saving the sums in s[n][TB]. */
-INLINE void normalise(const int n, const int axis, const REAL *src, REAL *dst, REAL *restrict s) {
+/* One half step in place: divide each column (axis 0) or row (axis 1) by its sum; r gets 1/sum. */
+INLINE void normalise(const int n, const int axis, vec *m, vec *r) {
     for (int v = 0; v < n; v++) {
-        REAL *restrict sv = s + v * TB;
-        REAL r[TB];
-#pragma omp simd
-        for (int k = 0; k < TB; k++) sv[k] = src[(axis ? v * n : v) * TB + k];
-        for (int u = 1; u < n; u++) {
-            const REAL *e = src + (axis ? v * n + u : u * n + v) * TB;
-#pragma omp simd
-            for (int k = 0; k < TB; k++) sv[k] += e[k];
-        }
-#pragma omp simd
-        for (int k = 0; k < TB; k++) r[k] = 1 / sv[k];
-        for (int u = 0; u < n; u++) {
-            const int a = (axis ? v * n + u : u * n + v) * TB;
-#pragma omp simd
-            for (int k = 0; k < TB; k++) dst[a + k] = src[a + k] * r[k];
-        }
+        vec s = m[axis ? v * n : v];
+        for (int u = 1; u < n; u++) s += m[axis ? v * n + u : u * n + v];
+        const vec rv = 1 / s;
+        r[v] = rv;
+        for (int u = 0; u < n; u++) m[axis ? v * n + u : u * n + v] *= rv;
     }
 }
 
-INLINE void fwd_block(const int n, int iters, REAL *m, REAL *s) {
-    start(n, m);
+INLINE void fwd_block(const int n, int iters, vec *m, vec *r) {
     for (int it = 0; it < iters; it++) {
-        normalise(n, 0, m, m, s);
-        normalise(n, 1, m, m, s);
+        normalise(n, 0, m, r);
+        normalise(n, 1, m, r);
     }
 }
 
-/* Replays the iterations keeping every half step's output and sums, then runs them backwards:
- * B = A / s (s = sums along the axis): dA = (dB - sum_axis(dB * B)) / s. On return gb holds dz. */
-INLINE void bwd_block(const int n, int iters, REAL *restrict m0, REAL *restrict gb, REAL *restrict outs,
-                      REAL *restrict sums) {
+/* Replays the iterations keeping every half step's output and 1/sums, then runs them backwards:
+ * B = A / s (s = sums along the axis): dA = (dB - sum_axis(dB * B)) / s. On return g holds
+ * dL/dz = dL/dM0 * M0. */
+INLINE void bwd_block(const int n, int iters, const vec *m0, vec *g, vec *outs, vec *recips) {
     const int nn = n * n, steps = 2 * iters;
-    start(n, m0);
-    const REAL *prev = m0;
+    for (int a = 0; a < nn; a++) outs[a] = m0[a];
     for (int st = 0; st < steps; st++) {
-        REAL *cur = outs + (size_t)st * nn * TB;
+        vec *cur = outs + (size_t)(st + 1) * nn;
+        for (int a = 0; a < nn; a++) cur[a] = cur[a - nn];
         if (st & 1)
-            normalise(n, 1, prev, cur, sums + (size_t)st * n * TB);
+            normalise(n, 1, cur, recips + (size_t)st * n);
         else
-            normalise(n, 0, prev, cur, sums + (size_t)st * n * TB);
-        prev = cur;
+            normalise(n, 0, cur, recips + (size_t)st * n);
     }
     for (int st = steps - 1; st >= 0; st--) {
         const int axis = st & 1;
-        const REAL *b = outs + (size_t)st * nn * TB, *s = sums + (size_t)st * n * TB;
+        const vec *b = outs + (size_t)(st + 1) * nn, *r = recips + (size_t)st * n;
         for (int v = 0; v < n; v++) {
-            REAL d[TB], r[TB];
-            for (int k = 0; k < TB; k++) d[k] = 0;
-            for (int u = 0; u < n; u++) {
+            vec d = g[axis ? v * n : v] * b[axis ? v * n : v];
+            for (int u = 1; u < n; u++) {
                 const int a = axis ? v * n + u : u * n + v;
-#pragma omp simd
-                for (int k = 0; k < TB; k++) d[k] += gb[a * TB + k] * b[a * TB + k];
+                d += g[a] * b[a];
             }
-#pragma omp simd
-            for (int k = 0; k < TB; k++) r[k] = 1 / s[v * TB + k];
             for (int u = 0; u < n; u++) {
                 const int a = axis ? v * n + u : u * n + v;
-#pragma omp simd
-                for (int k = 0; k < TB; k++) gb[a * TB + k] = (gb[a * TB + k] - d[k]) * r[k];
+                g[a] = (g[a] - d) * r[v];
             }
         }
     }
-#pragma omp simd
-    for (int a = 0; a < nn * TB; a++) gb[a] *= m0[a];
+    for (int a = 0; a < nn; a++) g[a] *= m0[a];
 }
 
 #define DISPATCH(n, call_with_n)        \
@@ -248,43 +236,43 @@ INLINE void bwd_block(const int n, int iters, REAL *restrict m0, REAL *restrict 
     default: call_with_n(n); break;     \
     }
 
-void FN(sinkhorn_fwd)(i64 T, int n, int iters, const REAL *z, REAL *out, int nt) {
+void FN(sinkhorn_fwd)(i64 T, int n, int iters, const REAL *m0, REAL *out, int nt) {
     const int nn = n * n;
 #pragma omp parallel num_threads(nt)
     {
-        REAL *m = malloc(sizeof(REAL) * nn * TB), *s = malloc(sizeof(REAL) * n * TB);
+        vec *m = vec_alloc(nn), *r = vec_alloc(n);
 #pragma omp for schedule(static)
-        for (i64 t0 = 0; t0 < T; t0 += TB) {
-            const int tb = T - t0 < TB ? (int)(T - t0) : TB;
-            load_block(z, t0, tb, nn, m);
-#define FWD(N) fwd_block(N, iters, m, s)
+        for (i64 t0 = 0; t0 < T; t0 += VL) {
+            const int tb = T - t0 < VL ? (int)(T - t0) : VL;
+            load_vecs(m0, t0, tb, nn, m);
+#define FWD(N) fwd_block(N, iters, m, r)
             DISPATCH(n, FWD)
-            store_block(m, t0, tb, nn, out);
+            store_vecs(m, t0, tb, nn, out);
         }
         free(m);
-        free(s);
+        free(r);
     }
 }
 
-void FN(sinkhorn_bwd)(i64 T, int n, int iters, const REAL *z, const REAL *g, REAL *dz, int nt) {
+void FN(sinkhorn_bwd)(i64 T, int n, int iters, const REAL *m0, const REAL *g, REAL *dz, int nt) {
     const int nn = n * n, steps = 2 * iters;
 #pragma omp parallel num_threads(nt)
     {
-        REAL *m0 = malloc(sizeof(REAL) * nn * TB), *gb = malloc(sizeof(REAL) * nn * TB);
-        REAL *outs = malloc(sizeof(REAL) * (size_t)steps * nn * TB);
-        REAL *sums = malloc(sizeof(REAL) * (size_t)steps * n * TB);
+        vec *mb = vec_alloc(nn), *gb = vec_alloc(nn);
+        vec *outs = vec_alloc((size_t)(steps + 1) * nn);
+        vec *recips = vec_alloc((size_t)steps * n);
 #pragma omp for schedule(static)
-        for (i64 t0 = 0; t0 < T; t0 += TB) {
-            const int tb = T - t0 < TB ? (int)(T - t0) : TB;
-            load_block(z, t0, tb, nn, m0);
-            load_block(g, t0, tb, nn, gb);
-#define BWD(N) bwd_block(N, iters, m0, gb, outs, sums)
+        for (i64 t0 = 0; t0 < T; t0 += VL) {
+            const int tb = T - t0 < VL ? (int)(T - t0) : VL;
+            load_vecs(m0, t0, tb, nn, mb);
+            load_vecs(g, t0, tb, nn, gb);
+#define BWD(N) bwd_block(N, iters, mb, gb, outs, recips)
             DISPATCH(n, BWD)
-            store_block(gb, t0, tb, nn, dz);
+            store_vecs(gb, t0, tb, nn, dz);
         }
-        free(m0);
+        free(mb);
         free(gb);
         free(outs);
-        free(sums);
+        free(recips);
     }
 }

@@ -69,13 +69,25 @@ def _torch_sinkhorn_backward(z: torch.Tensor, g: torch.Tensor, iters: int) -> to
 # -- kernel or fallback, as plain functions ---------------------------------------------------------
 
 
+def _start(z: torch.Tensor) -> torch.Tensor:
+    """``M0 = exp(z - max(z))`` of ``[T, n, n]`` logits, with torch's vectorised exp.
+
+    One shift for all tokens scales every token's matrix by the same factor,
+    which the first column normalisation removes exactly, and keeps ``exp`` from
+    overflowing (a per-column shift costs a 4x slower strided reduction). A
+    token ~90 below the maximum in fp32 underflows to zero columns and NaN,
+    which ``fastops.sinkhorn_knopp`` catches and recomputes with the reference.
+    """
+    return (z - z.max()).exp_()
+
+
 def sinkhorn_impl(z: torch.Tensor, iters: int) -> torch.Tensor:
     """Exp-domain Sinkhorn-Knopp of ``[T, n, n]`` logits: ``iters`` x (columns, then rows)."""
     k = kernels_for(z)
     if k is None:
         return _torch_sinkhorn(z, iters)
     h = torch.empty_like(z)
-    k.call("sinkhorn_fwd", (z.shape[0], z.shape[-1], iters), z, h, work=z.numel() * iters)
+    k.call("sinkhorn_fwd", (z.shape[0], z.shape[-1], iters), _start(z), h, work=z.numel() * iters)
     return h
 
 
@@ -85,7 +97,7 @@ def sinkhorn_backward_impl(z: torch.Tensor, g: torch.Tensor, iters: int) -> torc
     if k is None:
         return _torch_sinkhorn_backward(z, g, iters)
     dz = torch.empty_like(z)
-    k.call("sinkhorn_bwd", (z.shape[0], z.shape[-1], iters), z, g, dz, work=z.numel() * iters)
+    k.call("sinkhorn_bwd", (z.shape[0], z.shape[-1], iters), _start(z), g, dz, work=z.numel() * iters)
     return dz
 
 
@@ -109,6 +121,26 @@ def stream_pre_backward_impl(
     dh, dx = torch.empty_like(h), torch.empty_like(x)
     k.call("pre_bwd", tuple(x.shape), h, x, g, dh, dx)
     return dh, dx
+
+
+def stream_pre_dh_impl(h: torch.Tensor, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``dh`` of ``H_pre x`` alone (its ``dx`` share is added by :func:`maps_dx_epilogue_impl`)."""
+    k = kernels_for(h, x, g)
+    if k is None:
+        return torch.bmm(x, g.unsqueeze(-1)).squeeze(-1)
+    dh = torch.empty_like(h)
+    k.call("pre_bwd", tuple(x.shape), h, x, g, dh, None)
+    return dh
+
+
+def maps_dx_epilogue_impl(dx: torch.Tensor, x: torch.Tensor, coef: torch.Tensor, h: torch.Tensor,
+                          g: torch.Tensor) -> None:
+    """In place on ``dx [T, n, C]``: ``dx += coef[..., None] * x + h[..., None] * g[:, None]``."""
+    k = kernels_for(dx, x, coef, h, g)
+    if k is None:
+        dx.addcmul_(x, coef.unsqueeze(-1)).addcmul_(h.unsqueeze(-1), g.unsqueeze(1))
+        return
+    k.call("maps_dx_epilogue", tuple(x.shape), dx, x, coef, h, g)
 
 
 def stream_post_res_impl(
