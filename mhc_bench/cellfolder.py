@@ -72,6 +72,7 @@ class Metrics(BaseModel):
     wall_time_s: float
     tokens_per_s: Num
     step_time_ms: Num
+    first_step_s: Num = None  # the first step alone (holds torch.compile's compilation)
     peak_mem_mb: Num
     # The final model's probes (mhc_bench.probes); probe_version names their definitions.
     max_single_fwd: Num

@@ -1,10 +1,16 @@
-"""Choose the implementation of the n-stream ops: torch reference, compiled, or Triton.
+"""Choose the implementation of the n-stream ops: reference, CPU fast path, Triton, whole-model compile.
 
-``kernels="auto"`` picks per call: the fused Triton kernels when the tensors
-live on CUDA and ``mhc_kernels`` imports, the torch reference otherwise (the
-fast path on CPU). ``"compile"`` wraps the torch reference in
-``torch.compile`` (inductor; works on CPU with gcc). ``"triton"`` forces the
-kernels (on CPU that needs ``TRITON_INTERPRET=1`` set before triton loads).
+- ``"torch"``: ``mhc_bench.ops``, the readable reference (ground truth).
+- ``"fast"``: ``mhc_bench.fastops``, the exact CPU fast path (fused C kernels
+  with torch fallbacks; also runs, unfused, on other devices).
+- ``"triton"``: the fused Triton kernels (on CPU only under ``TRITON_INTERPRET=1``
+  set before triton loads).
+- ``"auto"`` (default) picks per call: Triton for CUDA tensors when
+  ``mhc_kernels`` imports, the fast path otherwise.
+- ``"compile"``: the whole model's training forward (and so its backward) runs
+  through ``torch.compile`` (``mhc_bench.compiled``), with the fast path's ops
+  inside on CPU (opaque custom ops) and the reference on CUDA (inductor
+  generates Triton for it); eval and probes run the same ops eagerly.
 """
 
 from __future__ import annotations
@@ -15,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mhc_bench import ops
+from mhc_bench import fastops, ops
 
-KERNEL_CHOICES = ("auto", "torch", "triton", "compile")
+KERNEL_CHOICES = ("auto", "torch", "fast", "triton", "compile")
 
 
 @dataclass(frozen=True)
@@ -28,20 +34,15 @@ class StreamOps:
     mhc_maps: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     stream_pre: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     stream_post_res: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    # mHC maps with some maps disabled (Table 1 ablations); the fused kernels cover only all three.
+    mhc_maps_partial: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = ops.mhc_maps_partial
+    # HC's maps; None: ``model.HCMaps`` computes them itself (the reference).
+    hc_maps: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
 
 TORCH_OPS = StreamOps("torch", ops.mhc_maps, ops.stream_pre, ops.stream_post_res)
-
-
-@functools.cache
-def _compiled_ops() -> StreamOps:
-    compile_fn = functools.partial(torch.compile, dynamic=True)
-    return StreamOps(
-        "compile",
-        compile_fn(ops.mhc_maps),
-        compile_fn(ops.stream_pre),
-        compile_fn(ops.stream_post_res),
-    )
+FAST_OPS = StreamOps("fast", fastops.mhc_maps, fastops.stream_pre, fastops.stream_post_res,
+                     fastops.mhc_maps_partial, fastops.hc_maps)
 
 
 @functools.cache
@@ -66,17 +67,24 @@ def _require_triton_device() -> StreamOps:
     return found
 
 
-def _auto_ops() -> StreamOps:
-    """Triton for CUDA tensors, the torch reference for everything else, decided per call."""
+def resolve(kernels: str, x: torch.Tensor) -> StreamOps:
+    """The concrete ops a per-call choice (``auto``, ``compile``) uses for tensors like ``x``."""
+    if kernels == "auto":
+        return _triton_ops() if x.is_cuda else FAST_OPS
+    if kernels == "compile":  # inductor generates Triton from the reference on CUDA
+        return TORCH_OPS if x.is_cuda else FAST_OPS
+    return stream_ops_for(kernels)
 
-    def pick(x: torch.Tensor) -> StreamOps:
-        return _triton_ops() if x.is_cuda else TORCH_OPS
 
+def _per_call(name: str) -> StreamOps:
+    """Ops that pick their implementation per call with :func:`resolve`."""
     return StreamOps(
-        "auto",
-        lambda x_flat, *args, **kw: pick(x_flat).mhc_maps(x_flat, *args, **kw),
-        lambda h_pre, x: pick(x).stream_pre(h_pre, x),
-        lambda h_res, x, h_post, y: pick(x).stream_post_res(h_res, x, h_post, y),
+        name,
+        lambda x_flat, *args, **kw: resolve(name, x_flat).mhc_maps(x_flat, *args, **kw),
+        lambda h_pre, x: resolve(name, x).stream_pre(h_pre, x),
+        lambda h_res, x, h_post, y: resolve(name, x).stream_post_res(h_res, x, h_post, y),
+        lambda x_flat, *args, **kw: resolve(name, x_flat).mhc_maps_partial(x_flat, *args, **kw),
+        fastops.hc_maps,  # torch ops only: exact and fine on every device
     )
 
 
@@ -84,10 +92,10 @@ def stream_ops_for(kernels: str) -> StreamOps:
     """The ops for one ``kernels`` choice; ``"triton"`` fails early where it cannot run."""
     if kernels == "torch":
         return TORCH_OPS
-    if kernels == "compile":
-        return _compiled_ops()
+    if kernels == "fast":
+        return FAST_OPS
+    if kernels in ("auto", "compile"):
+        return _per_call(kernels)
     if kernels == "triton":
         return _require_triton_device()
-    if kernels == "auto":
-        return _auto_ops()
     raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {kernels!r}")

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from mhc_bench import map_init, ops
+from mhc_bench.compiled import compiled_forward, use_compiled
 from mhc_bench.dispatch import KERNEL_CHOICES, StreamOps, stream_ops_for
 
 VARIANTS = ("baseline", "hc", "mhc")
@@ -73,7 +74,7 @@ class ModelConfig:
     merge: str = "sum"
     dropout: float = 0.0
     bias: bool = False
-    kernels: str = "auto"  # "auto" | "torch" | "triton" | "compile"
+    kernels: str = "auto"  # "auto" | "torch" | "fast" | "triton" | "compile" (whole model)
     # Selective recompute: checkpoint residual layers in blocks of this many
     # layers (0 = off, -1 = the paper's L_r* = sqrt(nL/(n+2)), rounded).
     recompute: int = 0
@@ -215,7 +216,7 @@ class MHCMaps(nn.Module):
             return self.stream_ops.mhc_maps(
                 x_flat, self.phi, alpha, self.b_pre, self.b_post, self.b_res, self.iters, self.eps
             )
-        return ops.mhc_maps_partial(
+        return self.stream_ops.mhc_maps_partial(
             x_flat, self.phi, dict(self.alpha), self.b_pre, self.b_post, self.b_res, self.n, self.iters,
             self.eps,
         )
@@ -224,10 +225,11 @@ class MHCMaps(nn.Module):
 class HCMaps(nn.Module):
     """Hyper-Connections' unconstrained dynamic maps (arXiv:2409.19606) for one layer."""
 
-    def __init__(self, cfg: ModelConfig, layer_index: int) -> None:
+    def __init__(self, cfg: ModelConfig, layer_index: int, stream_ops: StreamOps | None = None) -> None:
         super().__init__()
         n, C = cfg.n_streams, cfg.d_model
         self.n, self.eps, self.enabled = n, cfg.map_norm_eps, cfg.maps
+        self.stream_ops = stream_ops
         widths = {"pre": 1, "post": 1, "res": n}
         self.width = {m: widths[m] for m in ops.MAP_NAMES if m in self.enabled}
         # Dynamic projections start at zero: the maps start at their static values.
@@ -243,6 +245,10 @@ class HCMaps(nn.Module):
         self.s_res = nn.Parameter(torch.eye(n)) if "res" in self.enabled else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.stream_ops is not None and self.stream_ops.hc_maps is not None:
+            return self.stream_ops.hc_maps(
+                x, self.w, self.scale, self.s_pre, self.s_post, self.s_res, self.eps
+            )
         # The maps are fp32 whatever autocast says (the precision policy in mhc_bench.ops).
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self._maps(x.to(ops.compute_dtype(x.dtype)))
@@ -303,7 +309,7 @@ class ResidualLayer(nn.Module):
         if cfg.variant == "mhc":
             self.maps = MHCMaps(cfg, index, stream_ops)
         elif cfg.variant == "hc":
-            self.maps = HCMaps(cfg, index)
+            self.maps = HCMaps(cfg, index, stream_ops)
         else:
             self.maps = None
         # Called as probe(H_res, x_next) by the stability probes (mhc_bench.probes); None in training.
@@ -384,6 +390,8 @@ class GPT(nn.Module):
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.cfg.kernels == "compile" and use_compiled(self) and self.layers[0].probe is None:
+            return compiled_forward(self)(idx, targets)  # traces this method: the eager body below
         B, T = idx.shape
         if T > self.cfg.seq_len:
             raise ValueError(f"sequence length {T} exceeds seq_len {self.cfg.seq_len}")

@@ -1,4 +1,4 @@
-"""Kernel dispatch: the choices resolve, and 'triton' on CPU fails with a useful message."""
+"""Kernel dispatch: the choices resolve, 'auto' is the fast path on CPU, 'triton' on CPU fails helpfully."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import sys
 import pytest
 import torch
 
-from mhc_bench import ops
-from mhc_bench.dispatch import KERNEL_CHOICES, TORCH_OPS, stream_ops_for
+from mhc_bench import fastops, ops
+from mhc_bench.dispatch import FAST_OPS, KERNEL_CHOICES, TORCH_OPS, resolve, stream_ops_for
 
 
-def test_torch_and_auto_on_cpu_use_the_reference() -> None:
+def test_choices_resolve_and_auto_on_cpu_is_the_fast_path() -> None:
+    assert set(KERNEL_CHOICES) == {"auto", "torch", "fast", "triton", "compile"}
     assert stream_ops_for("torch") is TORCH_OPS
+    assert stream_ops_for("fast") is FAST_OPS
+    assert FAST_OPS.stream_pre is fastops.stream_pre
     h, x = torch.rand(3, 2), torch.randn(3, 2, 5)
-    torch.testing.assert_close(stream_ops_for("auto").stream_pre(h, x), ops.stream_pre(h, x))
-    assert set(KERNEL_CHOICES) == {"auto", "torch", "triton", "compile"}
+    for choice in ("auto", "compile"):  # compile: the fast ops inside the compiled model on CPU
+        assert resolve(choice, x) is FAST_OPS
+        torch.testing.assert_close(stream_ops_for(choice).stream_pre(h, x), ops.stream_pre(h, x))
 
 
 def test_triton_under_interpreter_resolves_to_mhc_kernels() -> None:

@@ -1,9 +1,10 @@
-"""Per-op microbenchmarks of the three fusable ops at the model's shapes.
+"""Per-op microbenchmarks of the three fusable ops at the model's shapes, eager paths side by side.
 
-On CPU: torch reference vs ``torch.compile`` time per op (forward and
-forward+backward). On CUDA additionally the Triton kernels, with achieved
-GB/s over the minimum bytes each op must move and the fraction of the
-device's measured copy bandwidth (the floor a bandwidth-bound op can reach).
+The torch reference, the fast path (fused C kernels on CPU) and on CUDA the
+Triton kernels, forward and forward+backward, with achieved GB/s over the
+minimum bytes each op's forward must move and the fraction of the measured
+copy bandwidth (the floor a bandwidth-bound op can reach). The whole-model
+compiled path has no per-op form; it is timed in the training-step table.
 """
 
 from __future__ import annotations
@@ -14,14 +15,6 @@ import torch
 
 from mhc_bench.bench.measure import interleaved_medians, median
 from mhc_bench.dispatch import stream_ops_for
-
-
-def copy_bandwidth_gbps(device: torch.device, mib: int = 256) -> float:
-    """Device-to-device copy bandwidth (read + write bytes per second)."""
-    src = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    times = interleaved_medians({"copy": lambda: dst.copy_(src)}, 10, 3, device)["copy"]
-    return 2 * src.numel() * 4 / (median(times) / 1e3) / 1e9
 
 
 def _op_inputs(
@@ -54,10 +47,9 @@ def _fn(path: str, op: str) -> Callable:
 
 def micro_rows(
     paths: list[str], tokens: int, ns: list[int], widths: list[int], device: torch.device,
-    repeats: int, warmup: int, dtype: torch.dtype = torch.float32,
-) -> tuple[list[dict], float | None]:
-    """One row per (op, n, d_model, path); returns the rows and the copy bandwidth (CUDA only)."""
-    bw = copy_bandwidth_gbps(device) if device.type == "cuda" else None
+    repeats: int, warmup: int, bw: float | None, dtype: torch.dtype = torch.float32,
+) -> list[dict]:
+    """One row per (op, n, d_model, path) for the eager ``paths``; ``bw`` is the copy bandwidth (GB/s)."""
     rows = []
     for C in widths:
         for n in ns:
@@ -88,4 +80,4 @@ def micro_rows(
                         "fwd_bytes": nbytes, "fwd_gbps": gbps,
                         "fraction_of_copy_bw": gbps / bw if bw else None,
                     })
-    return rows, bw
+    return rows

@@ -5,6 +5,11 @@ Both wrap the same branch (pre-norm MLP) at the same shapes; we time forward
 default settings (``ManifoldConstrainedHyperConnections``: per-stream RMSNorm,
 exp-domain Sinkhorn, 20 iterations, streams folded into the batch dim), so
 it is a like-for-like *workload*, not an identical parameterisation.
+
+The branch alone (same input size, forward + backward) is timed in the same
+interleaved group: ``overhead_ms`` is a layer's time minus the branch's, the
+cost of the hyper-connection machinery itself (the shared branch bounds the
+whole-layer ratio: at C = 512 the MLP alone is over half of the peer's time).
 """
 
 from __future__ import annotations
@@ -53,13 +58,15 @@ def peer_rows(
             x_peer = x.detach().permute(0, 2, 1, 3).reshape(batch * n, seq_len, C).requires_grad_(True)
             forwards = {f"ours/{p}": (lambda m=m, x=x: m(x)) for p, m in ours.items()}
             forwards["peer"] = lambda peer=peer, x_peer=x_peer: peer(x_peer)
+            x_branch = torch.randn(batch, seq_len, C, device=device, requires_grad=True)
 
             def run(f=None) -> None:
                 f().sum().backward()
 
             runners = {k: (lambda f=f: run(f)) for k, f in forwards.items()}
+            runners["branch"] = lambda b=branch, xb=x_branch: run(lambda: b(xb))
             times = interleaved_medians(runners, repeats, warmup, device)
-            peer_ms = median(times["peer"])
+            peer_ms, branch_ms = median(times["peer"]), median(times["branch"])
             peer_mb = _activation_mb(forwards["peer"], list(peer.parameters()))
             for key in forwards:
                 params = list(peer.parameters()) if key == "peer" else list(ours[key[5:]].parameters())
@@ -69,5 +76,8 @@ def peer_rows(
                     "impl": key, "n": n, "d_model": C, "tokens": batch * seq_len, "fwd_bwd_ms": ms,
                     "activation_mb": mb, "time_ratio_to_peer": ms / peer_ms,
                     "mem_ratio_to_peer": mb / peer_mb if peer_mb else None,
+                    "branch_ms": branch_ms, "overhead_ms": ms - branch_ms,
+                    "overhead_ratio_to_peer": (ms - branch_ms) / (peer_ms - branch_ms)
+                    if peer_ms > branch_ms else None,
                 })
     return rows

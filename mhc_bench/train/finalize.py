@@ -59,6 +59,8 @@ def final_metrics(cfg: CellConfig, ref: tracking.RunRef, steps_done: int, module
         "wall_time_s": monitor.wall_time_s(),
         "tokens_per_s": tokens_per_step * monitor.timed_steps / max(monitor.timed_s, 1e-9),
         "step_time_ms": 1000 * monitor.timed_s / max(monitor.timed_steps, 1),
+        # The first step alone: with kernels: compile it holds the compilation (from cache or not).
+        "first_step_s": monitor.first_step_s,
         "peak_mem_mb": peak_memory_mb(module.device),
         **{k: gains[k] for k in cf.GAIN_METRICS},
         "max_grad_norm": monitor.max_grad_norm,

@@ -53,6 +53,7 @@ class TrainingMonitor(L.Callback):
         self.diverged: dict[str, Any] | None = None
         self.max_grad_norm = self.max_grad_norm_maps = 0.0
         self.timed_s, self.timed_steps = 0.0, 0  # pure train-step time, all sessions
+        self.first_step_s: float | None = None  # includes torch.compile's compilation (kernels: compile)
         self.wall_prior_s = 0.0  # wall time of earlier sessions (before a resume)
         self._interval = {"time": 0.0, "steps": 0, "max_grad_norm": 0.0}
         self._grads: dict[str, float] = {}
@@ -85,6 +86,8 @@ class TrainingMonitor(L.Callback):
         loss = float(outputs["loss"])  # syncs the device, so the step time below is real
         elapsed = time.perf_counter() - self._t0
         step = trainer.global_step
+        if self.first_step_s is None:
+            self.first_step_s = elapsed
         self.timed_s += elapsed
         self.timed_steps += 1
         self._interval["time"] += elapsed
@@ -147,6 +150,7 @@ class TrainingMonitor(L.Callback):
             "history": self.history, "spikes": self.spikes.state_dict(), "diverged": self.diverged,
             "max_grad_norm": self.max_grad_norm, "max_grad_norm_maps": self.max_grad_norm_maps,
             "timed_s": self.timed_s, "timed_steps": self.timed_steps, "wall_s": self.wall_time_s(),
+            "first_step_s": self.first_step_s,
             "interval": dict(self._interval),
         }
 
@@ -155,6 +159,7 @@ class TrainingMonitor(L.Callback):
         self.spikes.load_state_dict(state["spikes"])
         self.max_grad_norm, self.max_grad_norm_maps = state["max_grad_norm"], state["max_grad_norm_maps"]
         self.timed_s, self.timed_steps = state["timed_s"], state["timed_steps"]
+        self.first_step_s = state.get("first_step_s")  # absent in checkpoints of older versions
         self.wall_prior_s, self._interval = state["wall_s"], dict(state["interval"])
 
 
