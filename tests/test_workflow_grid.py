@@ -138,9 +138,11 @@ def _job_counts(stdout: str) -> dict[str, int]:
     return counts
 
 
-def test_slurm_profile_dry_run() -> None:
-    result = _dry_run("gpu-small", "--profile", str(PROJECT_ROOT / "workflows" / "profiles" / "slurm"))
+@pytest.mark.parametrize("profile", ["gpu-small", "cpu-full"])
+def test_slurm_profile_dry_run(profile: str) -> None:
+    result = _dry_run(profile, "--profile", str(PROJECT_ROOT / "workflows" / "profiles" / "slurm"))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert _job_counts(result.stdout)["train"] == len(profile_cells(profile))
     slurm = yaml.safe_load((PROJECT_ROOT / "workflows" / "profiles" / "slurm" / "config.yaml").read_text())
     assert slurm["executor"] == "slurm" and "train" in slurm["set-resources"]
 

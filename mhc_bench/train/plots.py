@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
+
+
+def _finite_or_nan(values: list[Any]) -> list[float]:
+    """Values to plot: None, inf and NaN (a diverged model's probes) become gaps, never axis limits."""
+    return [float(v) if v is not None and math.isfinite(v) else math.nan for v in values]
 
 
 def _pyplot() -> Any:
@@ -28,11 +34,12 @@ def plot_gains_per_layer(gains: dict[str, Any], title: str, path: Path) -> Path:
     plt = _pyplot()
     fig, (ax, spread_ax) = plt.subplots(2, 1, figsize=(6, 5), sharex=True, height_ratios=(3, 1.3))
     for key, style, label in PER_LAYER_CURVES:
-        values = gains.get(key) or []
+        values = _finite_or_nan(gains.get(key) or [])
         ax.plot(range(len(values)), values, style, label=label, markersize=3)
-    spread = gains.get("stream_spread") or []
+    spread = _finite_or_nan(gains.get("stream_spread") or [])
     spread_ax.plot(range(len(spread)), spread, "-o", markersize=3, color="tab:green")
-    spread_ax.set(ylabel="stream spread", ylim=(0, max([*spread, 0.05]) * 1.1))
+    top = max([s for s in spread if not math.isnan(s)] + [0.05])
+    spread_ax.set(ylabel="stream spread", ylim=(0, top * 1.1))
     spread_ax.set_xlabel("residual layer (output of)")
     return _finish(plt, fig, ax, "", title, path)
 
@@ -44,7 +51,7 @@ def plot_gains_over_steps(history: list[dict[str, Any]], title: str, path: Path)
     probes = [h for h in history if "max_composite_fwd" in h]
     steps = [h["step"] for h in probes]
     for key in ("max_composite_fwd", "max_composite_bwd", "layer0_fwd", "layer0_bwd"):
-        ax.plot(steps, [h[key] if h[key] is not None else float("nan") for h in probes], label=key)
+        ax.plot(steps, _finite_or_nan([h[key] for h in probes]), label=key)
     return _finish(plt, fig, ax, "step", title, path)
 
 
