@@ -79,6 +79,27 @@ def test_sinkhorn_survives_logits_the_exp_domain_cannot_hold() -> None:
     torch.testing.assert_close(h, ops.sinkhorn_knopp(z, 20))
 
 
+@pytest.mark.parametrize("row_offset", [0.0, 9.0, 40.0])
+def test_sinkhorn_gradients_stay_exact_where_the_exp_domain_is_risky(row_offset: float) -> None:
+    """Trained without clipping at a high lr, mHC's logits span hundreds within a token (405 in a
+    d64 frontier cell at lr 0.1). A row whose entries sit 80-120 below their columns' maxima
+    underflows to one denormal in the exp domain and is rescaled by 1 / 1e-35: the forward stays
+    finite, the backward was NaN (that cell "diverged" on the fast path only). Forward and backward
+    must stay the log-domain reference's."""
+    torch.manual_seed(0)
+    z = torch.randn(32, 4, 4)
+    z[:, 1, :] = torch.tensor([-80.0, -120.0, -120.0, -120.0]) + row_offset
+    z[:, 2, 1] -= 60.0
+    z.requires_grad_(True)
+    g = torch.randn(32, 4, 4)
+    (g_ref,) = torch.autograd.grad(ops.sinkhorn_knopp(z, 20), z, g)
+    fast = fastops.sinkhorn_knopp(z, 20)
+    (g_fast,) = torch.autograd.grad(fast, z, g)
+    assert torch.isfinite(g_fast).all()
+    torch.testing.assert_close(fast, ops.sinkhorn_knopp(z, 20), atol=1e-6, rtol=0)
+    torch.testing.assert_close(g_fast, g_ref, atol=1e-6, rtol=0)
+
+
 def test_sinkhorn_bf16_accumulates_in_fp32() -> None:
     torch.manual_seed(1)
     z = torch.randn(64, 4, 4).to(torch.bfloat16)

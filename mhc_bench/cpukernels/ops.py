@@ -69,20 +69,50 @@ def _torch_sinkhorn_backward(z: torch.Tensor, g: torch.Tensor, iters: int) -> to
 # -- kernel or fallback, as plain functions ---------------------------------------------------------
 
 
-def _start(z: torch.Tensor) -> torch.Tensor:
-    """``M0 = exp(z - max(z))`` of ``[T, n, n]`` logits, with torch's vectorised exp.
+# The exp-domain iterations are exact while every token's logits span at most this much: entries
+# then stay >= e^-60 / n^2 through the iterations, far from fp32's underflow (~e^-87). Beyond it an
+# entry can underflow to 0 while its row is rescaled by 1 / (a sum ~1e-35): the forward stays
+# finite but the backward overflows to NaN (mHC trained at lr 0.1-0.3 without clipping did, where
+# the log-domain reference trained on). Such calls run the log-domain reference instead.
+EXP_DOMAIN_MAX_RANGE = 30.0
 
-    One shift for all tokens scales every token's matrix by the same factor,
-    which the first column normalisation removes exactly, and keeps ``exp`` from
-    overflowing (a per-column shift costs a 4x slower strided reduction). A
-    token ~90 below the maximum in fp32 underflows to zero columns and NaN,
-    which ``fastops.sinkhorn_knopp`` catches and recomputes with the reference.
+
+def _token_range(z: torch.Tensor) -> float:
+    """The largest spread of one token's logits (``[T, n, n]``)."""
+    return float((z.amax(dim=(-2, -1)) - z.amin(dim=(-2, -1))).max()) if z.numel() else 0.0
+
+
+def _log_domain(z: torch.Tensor, iters: int) -> torch.Tensor:
+    from mhc_bench.ops import sinkhorn_knopp
+
+    return sinkhorn_knopp(z, iters)
+
+
+def _log_domain_backward(z: torch.Tensor, g: torch.Tensor, iters: int) -> torch.Tensor:
+    """The reference's gradient (autograd through its log-domain iterations)."""
+    with torch.enable_grad():
+        leaf = z.detach().requires_grad_(True)
+        (dz,) = torch.autograd.grad(_log_domain(leaf, iters), leaf, g)
+    return dz
+
+
+def _start(z: torch.Tensor) -> torch.Tensor:
+    """``M0 = exp(z - shift)`` of ``[T, n, n]`` logits, with torch's vectorised exp.
+
+    Any per-token factor is removed exactly by the first column normalisation. One shift for all
+    tokens (the global max) while all logits lie within ``EXP_DOMAIN_MAX_RANGE``; else each
+    token's own max, so a token far below the others cannot underflow. Callers have checked
+    that no token spans more than the range.
     """
-    return (z - z.max()).exp_()
+    if float(z.max() - z.min()) <= EXP_DOMAIN_MAX_RANGE:
+        return (z - z.max()).exp_()
+    return (z - z.amax(dim=(-2, -1), keepdim=True)).exp_()
 
 
 def sinkhorn_impl(z: torch.Tensor, iters: int) -> torch.Tensor:
     """Exp-domain Sinkhorn-Knopp of ``[T, n, n]`` logits: ``iters`` x (columns, then rows)."""
+    if _token_range(z) > EXP_DOMAIN_MAX_RANGE:
+        return _log_domain(z, iters)
     k = kernels_for(z)
     if k is None:
         return _torch_sinkhorn(z, iters)
@@ -93,6 +123,8 @@ def sinkhorn_impl(z: torch.Tensor, iters: int) -> torch.Tensor:
 
 def sinkhorn_backward_impl(z: torch.Tensor, g: torch.Tensor, iters: int) -> torch.Tensor:
     """``dL/dz`` from ``dL/dH``: replays the iterates, then differentiates each normalisation."""
+    if _token_range(z) > EXP_DOMAIN_MAX_RANGE:
+        return _log_domain_backward(z, g, iters)
     k = kernels_for(z, g)
     if k is None:
         return _torch_sinkhorn_backward(z, g, iters)
