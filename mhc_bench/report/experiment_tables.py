@@ -8,6 +8,7 @@ profile runs no such experiment. Formatting only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -99,6 +100,14 @@ def _spread_ints(values: tuple[int, ...]) -> str:
     return "—" if not values else f"{sum(values)} ({', '.join(map(str, values))})"
 
 
+def _frontier_series(rows: pd.DataFrame) -> Iterator[tuple[str, str, int, pd.DataFrame]]:
+    """``(scale, variant, n, cells)`` of the frontier's cells, in table order."""
+    for scale, series in fr.settings(rows):
+        for variant in _variants(series):
+            for n, cells in fr.variant_rows(series, variant):
+                yield scale, variant, n, cells
+
+
 def frontier_table(frame: pd.DataFrame, histories: dict[str, list[dict[str, Any]]],
                    gains: dict[str, dict[str, Any] | None], threshold: float = fr.BLOWUP_GAIN) -> Table:
     """Per scale, variant, n and learning rate: diverged seeds, spikes, first blown-up layer."""
@@ -107,19 +116,17 @@ def frontier_table(frame: pd.DataFrame, histories: dict[str, list[dict[str, Any]
     if rows.empty:
         return _none(title, "frontier")
     out = []
-    for scale, series in fr.settings(rows):
-        for variant in _variants(series):
-            for n, cells in fr.variant_rows(series, variant):
-                for p in fr.lr_points(cells, histories, gains, threshold):
-                    out.append({
-                        "scale": scale, "variant": variant, "n": n, "lr": f"{p.lr:g}",
-                        "clip": "/".join(f"{c:g}" for c in p.grad_clip) or "?",
-                        "diverged": p.seeds_text(),
-                        "diverged at step": ", ".join(map(str, p.diverged_steps)) or "—",
-                        "loss spikes (total, per seed)": _spread_ints(p.spikes),
-                        f"first layer with single gain > {threshold:g}": "; ".join(p.blowups),
-                        "val loss (completed)": ", ".join(fmt_num(v) for v in p.val_loss) or "—",
-                    })
+    for scale, variant, n, cells in _frontier_series(rows):
+        for p in fr.lr_points(cells, histories, gains, threshold):
+            out.append({
+                "scale": scale, "variant": variant, "n": n, "lr": f"{p.lr:g}",
+                "clip": "/".join(f"{c:g}" for c in p.grad_clip) or "?",
+                "diverged": p.seeds_text(),
+                "diverged at step": ", ".join(map(str, p.diverged_steps)) or "—",
+                "loss spikes (total, per seed)": _spread_ints(p.spikes),
+                f"first layer with single gain > {threshold:g}": "; ".join(p.blowups),
+                "val loss (completed)": ", ".join(fmt_num(v) for v in p.val_loss) or "—",
+            })
     notes = [
         "A learning-rate sweep without gradient clipping (clip 0), several seeds per learning rate. "
         "'diverged' = seeds the trainer stopped (non-finite loss or grad norm, or a composite gain above "
@@ -140,18 +147,16 @@ def stable_lr_table(frame: pd.DataFrame, histories: dict[str, list[dict[str, Any
     if rows.empty:
         return _none(title, "frontier")
     out = []
-    for scale, series in fr.settings(rows):
-        for variant in _variants(series):
-            for n, cells in fr.variant_rows(series, variant):
-                points = fr.lr_points(cells, histories, gains, threshold)
-                front = fr.frontier(points)
-                if front is None:
-                    continue
-                out.append({
-                    "scale": scale, "variant": variant, "n": n,
-                    "largest stable lr": front.text(),
-                    "diverged seeds per lr": ", ".join(f"{p.lr:g}: {p.seeds_text()}" for p in points),
-                })
+    for scale, variant, n, cells in _frontier_series(rows):
+        points = fr.lr_points(cells, histories, gains, threshold)
+        front = fr.frontier(points)
+        if front is None:
+            continue
+        out.append({
+            "scale": scale, "variant": variant, "n": n,
+            "largest stable lr": front.text(),
+            "diverged seeds per lr": ", ".join(f"{p.lr:g}: {p.seeds_text()}" for p in points),
+        })
     notes = ["Largest stable lr = the largest learning rate of the sweep up to which (inclusive) no seed "
              "diverged. C4 compares HC's with mHC's at the same scale and n (claims.yaml)."]
     return Table(title, pd.DataFrame(out), notes)
