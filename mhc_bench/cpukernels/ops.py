@@ -77,11 +77,6 @@ def _torch_sinkhorn_backward(z: torch.Tensor, g: torch.Tensor, iters: int) -> to
 EXP_DOMAIN_MAX_RANGE = 30.0
 
 
-def _token_range(z: torch.Tensor) -> float:
-    """The largest spread of one token's logits (``[T, n, n]``)."""
-    return float((z.amax(dim=(-2, -1)) - z.amin(dim=(-2, -1))).max()) if z.numel() else 0.0
-
-
 def _log_domain(z: torch.Tensor, iters: int) -> torch.Tensor:
     from mhc_bench.ops import sinkhorn_knopp
 
@@ -96,40 +91,48 @@ def _log_domain_backward(z: torch.Tensor, g: torch.Tensor, iters: int) -> torch.
     return dz
 
 
-def _start(z: torch.Tensor) -> torch.Tensor:
-    """``M0 = exp(z - shift)`` of ``[T, n, n]`` logits, with torch's vectorised exp.
+def _start(z: torch.Tensor) -> torch.Tensor | None:
+    """``M0 = exp(z - shift)`` of ``[T, n, n]`` logits (torch's vectorised exp), or ``None`` where
+    some token's logits span more than ``EXP_DOMAIN_MAX_RANGE`` (the log domain must run).
 
     Any per-token factor is removed exactly by the first column normalisation. One shift for all
-    tokens (the global max) while all logits lie within ``EXP_DOMAIN_MAX_RANGE``; else each
-    token's own max, so a token far below the others cannot underflow. Callers have checked
-    that no token spans more than the range.
+    tokens (the global max) while all logits lie within the range; else each token's own max, so
+    a token far below the others cannot underflow. One pass of per-token max/min decides both.
     """
-    if float(z.max() - z.min()) <= EXP_DOMAIN_MAX_RANGE:
-        return (z - z.max()).exp_()
-    return (z - z.amax(dim=(-2, -1), keepdim=True)).exp_()
+    if not z.numel():
+        return z.clone()
+    tok_max, tok_min = z.amax(dim=(-2, -1)), z.amin(dim=(-2, -1))
+    if float((tok_max - tok_min).max()) > EXP_DOMAIN_MAX_RANGE:
+        return None
+    top = tok_max.max()
+    if float(top - tok_min.min()) <= EXP_DOMAIN_MAX_RANGE:
+        return (z - top).exp_()
+    return (z - tok_max[:, None, None]).exp_()
 
 
 def sinkhorn_impl(z: torch.Tensor, iters: int) -> torch.Tensor:
     """Exp-domain Sinkhorn-Knopp of ``[T, n, n]`` logits: ``iters`` x (columns, then rows)."""
-    if _token_range(z) > EXP_DOMAIN_MAX_RANGE:
+    m0 = _start(z)  # the range check guards the torch-op fallback's exp domain too
+    if m0 is None:
         return _log_domain(z, iters)
     k = kernels_for(z)
     if k is None:
         return _torch_sinkhorn(z, iters)
     h = torch.empty_like(z)
-    k.call("sinkhorn_fwd", (z.shape[0], z.shape[-1], iters), _start(z), h, work=z.numel() * iters)
+    k.call("sinkhorn_fwd", (z.shape[0], z.shape[-1], iters), m0, h, work=z.numel() * iters)
     return h
 
 
 def sinkhorn_backward_impl(z: torch.Tensor, g: torch.Tensor, iters: int) -> torch.Tensor:
     """``dL/dz`` from ``dL/dH``: replays the iterates, then differentiates each normalisation."""
-    if _token_range(z) > EXP_DOMAIN_MAX_RANGE:
+    m0 = _start(z)
+    if m0 is None:
         return _log_domain_backward(z, g, iters)
     k = kernels_for(z, g)
     if k is None:
         return _torch_sinkhorn_backward(z, g, iters)
     dz = torch.empty_like(z)
-    k.call("sinkhorn_bwd", (z.shape[0], z.shape[-1], iters), _start(z), g, dz, work=z.numel() * iters)
+    k.call("sinkhorn_bwd", (z.shape[0], z.shape[-1], iters), m0, g, dz, work=z.numel() * iters)
     return dz
 
 
