@@ -392,18 +392,22 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.cfg.kernels == "compile" and use_compiled(self) and self.layers[0].probe is None:
             return compiled_forward(self)(idx, targets)  # traces this method: the eager body below
+        logits = self.lm_head(self.features(idx))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+        return logits, loss
+
+    def features(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final normed hidden states ``[B, T, C]``: what the LM head reads (greedy decoding
+        applies the head to the last position only)."""
         B, T = idx.shape
         if T > self.cfg.seq_len:
             raise ValueError(f"sequence length {T} exceeds seq_len {self.cfg.seq_len}")
         pos = torch.arange(T, device=idx.device)
         h = self.drop(self.wte(idx) + self.wpe(pos))
         x = h.unsqueeze(-2).expand(B, T, self.cfg.n_streams, self.cfg.d_model)
-        x = self._run_layers(x)
-        logits = self.lm_head(self.ln_f(self.merge(x)))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
-        return logits, loss
+        return self.ln_f(self.merge(self._run_layers(x)))
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -80,15 +80,28 @@ class MhcLM(TemplateLM):
         return self.tokenizer.decode(list(tokens))
 
     # ------------------------------------------------------------------ scoring
-    @torch.inference_mode()
-    def _forward_padded(self, rows: list[list[int]]) -> torch.Tensor:
-        """Log-probabilities ``[B, T, V]`` (float32) of right-padded rows."""
+    def _padded(self, rows: list[list[int]]) -> torch.Tensor:
+        """Right-padded token ids ``[B, T]`` on the model's device."""
         width = max(len(r) for r in rows)
         batch = torch.zeros(len(rows), width, dtype=torch.long)
         for i, r in enumerate(rows):
             batch[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        logits, _ = self.model(batch.to(self._device))
+        return batch.to(self._device)
+
+    @torch.inference_mode()
+    def _forward_padded(self, rows: list[list[int]]) -> torch.Tensor:
+        """Log-probabilities ``[B, T, V]`` (float32) of right-padded rows."""
+        logits, _ = self.model(self._padded(rows))
         return F.log_softmax(logits.float(), dim=-1)
+
+    @torch.inference_mode()
+    def _next_tokens(self, rows: list[list[int]]) -> list[int]:
+        """Greedy next token of each right-padded row: the LM head runs on each row's last
+        position only (the argmax of the logits is the argmax of the log-probabilities)."""
+        hidden = self.model.features(self._padded(rows))
+        last = torch.tensor([len(r) - 1 for r in rows], device=hidden.device)
+        logits = self.model.lm_head(hidden[torch.arange(len(rows), device=hidden.device), last])
+        return logits.float().argmax(-1).tolist()
 
     def _loglikelihood_tokens(
         self, requests: list[tuple[Any, list[int], list[int]]], disable_tqdm: bool = False, **kwargs: Any
@@ -158,9 +171,7 @@ class MhcLM(TemplateLM):
         while any(active):
             rows = [i for i, a in enumerate(active) if a]
             windows = [seqs[i][-L:] for i in rows]
-            logp = self._forward_padded(windows)
-            for row, i in enumerate(rows):
-                token = int(logp[row, len(windows[row]) - 1].argmax().item())
+            for i, token in zip(rows, self._next_tokens(windows), strict=True):
                 _, until, limit = jobs[i]
                 if token == self._eot:
                     active[i] = False
