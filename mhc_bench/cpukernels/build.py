@@ -50,6 +50,8 @@ _SIGNATURES: dict[str, list] = {
     "post_res_bwd": [_I64, _INT, _I64, *[_PTR] * 9, _INT],
     "sinkhorn_fwd": [_I64, _INT, _INT, _PTR, _PTR, _INT],
     "sinkhorn_bwd": [_I64, _INT, _INT, _PTR, _PTR, _PTR, _INT],
+    "sinkhorn_log_fwd": [_I64, _INT, _INT, _PTR, _PTR, _INT],
+    "sinkhorn_log_bwd": [_I64, _INT, _INT, _PTR, _PTR, _PTR, _INT],
 }
 
 

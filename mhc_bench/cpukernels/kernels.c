@@ -10,6 +10,7 @@
  * Output pointers may be NULL when that gradient is not needed. ``nt`` is the OpenMP team
  * size; the caller passes 1 for work too small to share.
  */
+#include <math.h>
 #include <stdlib.h>
 
 #ifndef REAL
@@ -274,5 +275,79 @@ void FN(sinkhorn_bwd)(i64 T, int n, int iters, const REAL *m0, const REAL *g, RE
         free(gb);
         free(outs);
         free(recips);
+    }
+}
+
+/* Log-domain Sinkhorn-Knopp, the reference's iterations (mhc_bench.ops.sinkhorn_knopp), for
+ * tokens whose logits span too much for the exp domain (an entry would underflow): u <- u -
+ * logsumexp(u) over each column, then each row, iters times; out = exp(u). One token at a time,
+ * scalar: exp and log have no vector form here. */
+#define EXP(x) _Generic((x), float: expf, default: exp)(x)
+#define LOG(x) _Generic((x), float: logf, default: log)(x)
+
+/* One half step in place on u; p gets exp of the result (softmax of the input along the axis). */
+static void log_half_step(const int n, const int axis, REAL *u, REAL *p) {
+    for (int v = 0; v < n; v++) {
+        REAL mx = -INFINITY, s = 0;
+        for (int w = 0; w < n; w++) {
+            const REAL e = u[axis ? v * n + w : w * n + v];
+            mx = e > mx ? e : mx;
+        }
+        for (int w = 0; w < n; w++) {
+            const int a = axis ? v * n + w : w * n + v;
+            p[a] = EXP(u[a] - mx);
+            s += p[a];
+        }
+        const REAL l = mx + LOG(s), r = 1 / s;
+        for (int w = 0; w < n; w++) {
+            const int a = axis ? v * n + w : w * n + v;
+            u[a] -= l;
+            p[a] *= r;
+        }
+    }
+}
+
+void FN(sinkhorn_log_fwd)(i64 T, int n, int iters, const REAL *z, REAL *out, int nt) {
+    const int nn = n * n;
+#pragma omp parallel num_threads(nt)
+    {
+        REAL *u = malloc(sizeof(REAL) * nn);
+#pragma omp for schedule(static)
+        for (i64 t = 0; t < T; t++) {
+            for (int a = 0; a < nn; a++) u[a] = z[t * nn + a];
+            for (int st = 0; st < 2 * iters; st++) log_half_step(n, st & 1, u, out + t * nn);
+        }
+        free(u);
+    }
+}
+
+/* Replays the half steps keeping each one's p = exp(u_out), then runs them backwards: u_out =
+ * u_in - logsumexp(u_in) gives du_in = du_out - p * sum_axis(du_out); du_last = g * out. */
+void FN(sinkhorn_log_bwd)(i64 T, int n, int iters, const REAL *z, const REAL *g, REAL *dz, int nt) {
+    const int nn = n * n, steps = 2 * iters;
+#pragma omp parallel num_threads(nt)
+    {
+        REAL *u = malloc(sizeof(REAL) * nn), *ps = malloc(sizeof(REAL) * (size_t)steps * nn);
+#pragma omp for schedule(static)
+        for (i64 t = 0; t < T; t++) {
+            REAL *d = dz + t * nn;
+            for (int a = 0; a < nn; a++) u[a] = z[t * nn + a];
+            for (int st = 0; st < steps; st++) log_half_step(n, st & 1, u, ps + (size_t)st * nn);
+            for (int a = 0; a < nn; a++) d[a] = g[t * nn + a] * ps[(size_t)(steps - 1) * nn + a];
+            for (int st = steps - 1; st >= 0; st--) {
+                const int axis = st & 1;
+                const REAL *p = ps + (size_t)st * nn;
+                for (int v = 0; v < n; v++) {
+                    REAL s = 0;
+                    for (int w = 0; w < n; w++) s += d[axis ? v * n + w : w * n + v];
+                    for (int w = 0; w < n; w++) {
+                        const int a = axis ? v * n + w : w * n + v;
+                        d[a] -= p[a] * s;
+                    }
+                }
+            }
+        }
+        free(u);
+        free(ps);
     }
 }

@@ -73,21 +73,37 @@ def _torch_sinkhorn_backward(z: torch.Tensor, g: torch.Tensor, iters: int) -> to
 # then stay >= e^-60 / n^2 through the iterations, far from fp32's underflow (~e^-87). Beyond it an
 # entry can underflow to 0 while its row is rescaled by 1 / (a sum ~1e-35): the forward stays
 # finite but the backward overflows to NaN (mHC trained at lr 0.1-0.3 without clipping did, where
-# the log-domain reference trained on). Such calls run the log-domain reference instead.
+# the log-domain reference trained on). Such calls run the log-domain iterations instead: the C
+# kernel, or the reference where there is none.
 EXP_DOMAIN_MAX_RANGE = 30.0
 
 
 def _log_domain(z: torch.Tensor, iters: int) -> torch.Tensor:
-    from mhc_bench.ops import sinkhorn_knopp
+    k = kernels_for(z)
+    if k is None:
+        from mhc_bench.ops import sinkhorn_knopp
 
-    return sinkhorn_knopp(z, iters)
+        return sinkhorn_knopp(z, iters)
+    z = z.contiguous()
+    h = torch.empty_like(z)
+    k.call("sinkhorn_log_fwd", (z.shape[0], z.shape[-1], iters), z, h, work=z.numel() * iters)
+    return h
 
 
 def _log_domain_backward(z: torch.Tensor, g: torch.Tensor, iters: int) -> torch.Tensor:
-    """The reference's gradient (autograd through its log-domain iterations)."""
-    with torch.enable_grad():
-        leaf = z.detach().requires_grad_(True)
-        (dz,) = torch.autograd.grad(_log_domain(leaf, iters), leaf, g)
+    """The reference's gradient: the C kernel's closed-form replay, or autograd through the
+    reference's iterations."""
+    k = kernels_for(z, g)
+    if k is None:
+        from mhc_bench.ops import sinkhorn_knopp
+
+        with torch.enable_grad():
+            leaf = z.detach().requires_grad_(True)
+            (dz,) = torch.autograd.grad(sinkhorn_knopp(leaf, iters), leaf, g)
+        return dz
+    z, g = z.contiguous(), g.contiguous()
+    dz = torch.empty_like(z)
+    k.call("sinkhorn_log_bwd", (z.shape[0], z.shape[-1], iters), z, g, dz, work=z.numel() * iters)
     return dz
 
 
