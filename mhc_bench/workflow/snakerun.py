@@ -37,6 +37,9 @@ from mhc_bench.paths import PROJECT_ROOT, require_checkout
 STATE_DIR = ".snakemake"  # Snakemake's own state folder, in its working directory
 RUN_LOCK = "mhc-bench.lock"
 RERUN_POLICY = ["--rerun-triggers", "mtime", "params", "input"]
+# `run:` jobs (writing a cell's YAML) run in a thread of the Snakemake process, not in a
+# spawned Snakemake that re-parses the workflow: ~4.5 s each, 71 of them in quick.
+IN_PROCESS_RUN_JOBS = ["--force-use-threads"]
 
 
 @contextlib.contextmanager
@@ -95,7 +98,8 @@ def snakemake_command(profile_file: Path, targets: list[str], cores: str, extra:
     where = [] if Path(workdir).resolve() == PROJECT_ROOT.resolve() else [
         "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir)]
     return [sys.executable, "-m", "snakemake", *targets, "--cores", cores, "--rerun-incomplete",
-            "--configfile", str(Path(profile_file).resolve()), *RERUN_POLICY, *where, *extra]
+            "--configfile", str(Path(profile_file).resolve()), *RERUN_POLICY, *IN_PROCESS_RUN_JOBS, *where,
+            *extra]
 
 
 def run_snakemake(what: str, profile_file: Path, results_root: Path, targets: list[str], cores: str,

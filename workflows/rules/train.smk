@@ -1,6 +1,11 @@
 # One training cell per grid row. The trainer resumes from checkpoints/last.ckpt when a
 # previous attempt was interrupted, so a rerun neither loses nor duplicates work.
 
+# Writing a YAML file is no cluster job: it runs where Snakemake runs (in a thread there, see
+# mhc_bench/workflow/snakerun.py).
+localrules:
+    cell_config,
+
 
 rule cell_config:
     output:
