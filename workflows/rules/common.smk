@@ -44,6 +44,13 @@ def cell_dir(cell):
     return f"{R}/cells/{cell}"
 
 
+def chain_priority(cell):
+    """Longest chains first: a cell that is trained and then evaluated starts before the short
+    unevaluated ones, which then fill the cores at the end (one long evaluation alone left a
+    core idle)."""
+    return 1 if G.final_file(config, CELLS[cell]) == "eval.json" else 0
+
+
 def cell_targets():
     """Every cell's final file: eval.json for evaluated cells, else metrics.json."""
     return [f"{cell_dir(c)}/{G.final_file(config, cell)}" for c, cell in CELLS.items()]

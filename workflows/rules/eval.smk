@@ -17,6 +17,7 @@ rule evaluate:
     log:
         f"{R}/logs/eval/{{cell}}.log",
     threads: RES["eval_threads"]
+    priority: 1
     resources:
         mem_mb=RES["eval_mem_mb"],
         gpu=RES["gpu"],

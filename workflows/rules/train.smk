@@ -29,6 +29,7 @@ rule train:
     log:
         f"{R}/logs/train/{{cell}}.log",
     threads: RES["train_threads"]
+    priority: lambda w: chain_priority(w.cell)
     resources:
         mem_mb=RES["train_mem_mb"],
         gpu=RES["gpu"],
