@@ -66,6 +66,24 @@ def test_composite_bound_rule_both_ways() -> None:
     assert out.verdict == "not reproduced" and "worst cell c000" in out.reason
 
 
+def test_gain_rules_say_when_only_unclipped_cells_fail() -> None:
+    """A failure confined to cells trained without clipping (the frontier's stress test) is said so,
+    with the clipped cells' range; a clipped failing cell gets no such note."""
+    clipped = {"variant": "mhc", "seed": 0, "max_composite_fwd": 1.1, "max_composite_bwd": 1.0,
+               "max_single_fwd": 1.0, "max_single_bwd": 1.0, "min_composite_min_col": 0.99}
+    stressed = {**clipped, "seed": 1, "lr": 1.0, "grad_clip": 0.0, "experiments": "frontier",
+                "max_composite_bwd": 2.5, "max_single_bwd": 1.6, "min_composite_min_col": 0.43}
+    c2 = judge("composite_gain_bounded", [clipped, stressed], variant="mhc", ceiling=2.0)
+    assert c2.verdict == "not reproduced" and "exceeds 2.0 in 1 of 2 cells" in c2.reason
+    assert "without gradient clipping at lr 1 (min column sum of their composite maps 0.430" in c2.reason
+    assert c2.reason.endswith("the cells trained with clipping: max 1.100 (within)")
+    c1 = judge("single_gain_within", [clipped, stressed], variant="mhc", low=0.9, high=1.1)
+    assert c1.reason.endswith("the cells trained with clipping: 1.000-1.000 (within)")
+    both = judge("composite_gain_bounded", [{**clipped, "max_composite_fwd": 3.0}, stressed], variant="mhc",
+                 ceiling=2.0)
+    assert both.verdict == "not reproduced" and "without gradient clipping" not in both.reason
+
+
 # --- C3: main + depth ---------------------------------------------------------------------
 
 
