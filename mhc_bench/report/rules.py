@@ -137,7 +137,8 @@ def _where_it_fails(rows: pd.DataFrame, bad: pd.DataFrame, cols: tuple[str, ...]
     if not clipped:
         return text
     inside = all((low is None or low <= g) and g <= high for g in clipped)
-    span = f"max {fmt_num(max(clipped))}" if low is None else f"{fmt_num(min(clipped))}-{fmt_num(max(clipped))}"
+    top = fmt_num(max(clipped))
+    span = f"max {top}" if low is None else f"{fmt_num(min(clipped))}-{top}"
     return f"{text}; the cells trained with clipping: {span}{' (within)' if inside else ''}"
 
 
