@@ -190,8 +190,8 @@ def composite_gain_bounded(ev: Evidence, variant: str, ceiling: float) -> Outcom
         return Outcome(REPRODUCED, value,
                        f"{scope}: max composite gain <= {ceiling} in all {len(rows)} cells", rows)
     cols = ("max_composite_fwd", "max_composite_bwd")
-    worst = rows.loc[rows[list(cols)].max(axis=1).idxmax(), "cell_id"]
-    bad = rows[rows[list(cols)].max(axis=1) > ceiling]
+    peak = rows[list(cols)].max(axis=1)
+    worst, bad = rows.loc[peak.idxmax(), "cell_id"], rows[peak > ceiling]
     return Outcome(NOT_REPRODUCED, value, f"{scope}: exceeds {ceiling} in {len(bad)} of {len(rows)} cells "
                    f"(worst cell {worst}){_where_it_fails(rows, bad, cols, None, ceiling)}", rows)
 
