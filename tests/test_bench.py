@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from mhc_bench.bench import floor, steps
 from mhc_bench.cli import main
@@ -23,7 +24,7 @@ def test_quick_bench_writes_tables(tmp_path) -> None:
     data = json.loads((tmp_path / "bench.json").read_text())
     assert data["schema_version"] == 2
     assert data["meta"]["environment"]["torch_threads"] >= 1
-    assert _positive(data["copy_bandwidth_gbps"])
+    assert _positive(data["copy_bandwidth_gbps"]) and _positive(data["gemm_gflops"])
     rows = data["rows"]
     expected = {(v, n, p) for v in ("hc", "mhc") for n in (1, 4) for p in ("torch", "fast")}
     assert {(r["variant"], r["n"], r["path"]) for r in rows} == {("baseline", 1, "torch"), *expected}
@@ -40,6 +41,7 @@ def test_quick_bench_writes_tables(tmp_path) -> None:
     assert mhc4["activation_mb"] > base["activation_mb"]  # four streams hold more than one
     assert mhc4["floor_ratio"] > 1.0 and mhc4["extra_over_floor"] == pytest.approx(
         (mhc4["step_time_ms"] - base["step_time_ms"]) / mhc4["floor_ms"])
+    assert mhc4["roofline_ms"] == max(mhc4["floor_ms"], mhc4["compute_floor_ms"]) > 0
     (head,) = data["headline"]
     assert head["d_model"] == 32 and head["mhc_ratio"] == pytest.approx(
         min(r["step_time_ms"] for r in rows if r["variant"] == "mhc" and r["n"] == 4)
@@ -71,6 +73,33 @@ def test_floor_counts_the_extra_stream_traffic() -> None:
     assert row["floor_ms"] == pytest.approx(23 * 512 * 1024 * 8 * 4 / 10e9 * 1e3)
     assert row["floor_ratio"] == pytest.approx(1 + row["floor_ms"] / 100.0)
     assert row["extra_over_floor"] == pytest.approx(20.0 / row["floor_ms"])
+    assert "roofline_ms" not in row  # no GEMM rate given: the memory floor alone
+
+
+def test_compute_floor_counts_the_maps_and_the_mixes() -> None:
+    # mHC: maps nC -> n^2 + 2n, 2KW forward and 4KW backward; mixes 2C(n^2 + 2n) forward, twice backward.
+    assert floor.extra_flops("mhc", 4, 512) == 6 * 2048 * 24 + 6 * 512 * 24
+    # HC: each of the n streams C -> n + 2.
+    assert floor.extra_flops("hc", 4, 512) == 6 * 4 * 512 * 6 + 6 * 512 * 24
+    assert floor.extra_flops("baseline", 1, 512) == 0 and floor.extra_flops("mhc", 1, 512) == 0
+    # The roofline is the larger floor: compute at 10 GFLOP/s, memory at a bandwidth so high it vanishes.
+    rows = [{"variant": "mhc", "n": 4, "d_model": 512, "step_time_ms": 150.0, "baseline_step_time_ms": 100.0}]
+    floor.add_floor(rows, bandwidth_gbps=1e6, tokens=1024, residual_layers=8, gemm_gflops=10.0)
+    (row,) = rows
+    compute_ms = floor.extra_flops("mhc", 4, 512) * 1024 * 8 / 10e9 * 1e3
+    assert row["compute_floor_ms"] == pytest.approx(compute_ms)
+    assert row["roofline_ms"] == row["compute_floor_ms"]
+    assert row["roofline_ratio"] == pytest.approx(1 + compute_ms / 100.0)
+    assert row["extra_over_roofline"] == pytest.approx(50.0 / compute_ms)
+    # ... and the memory floor where the bandwidth is the bottleneck.
+    floor.add_floor(rows, bandwidth_gbps=1e-3, tokens=1024, residual_layers=8, gemm_gflops=10.0)
+    assert rows[0]["roofline_ms"] == rows[0]["floor_ms"] > rows[0]["compute_floor_ms"]
+
+
+def test_matmul_rate_is_measured() -> None:
+    # A square matmul's FLOPs over its time: positive and finite (no number is asserted: timings vary).
+    gflops = floor.matmul_gflops(torch.device("cpu"), size=64)
+    assert 0 < gflops < float("inf")
 
 
 def test_each_path_is_compared_with_the_baseline_of_its_mode() -> None:

@@ -20,11 +20,14 @@ Outputs in ``--out``:
                 baseline_step_time_ms, ratio_to_baseline (median / median), ratio_range ([min, max] of
                 per-repeat ratios), ratio_of_best (fastest repeat / fastest baseline repeat),
                 mem_ratio_to_baseline, floor_bytes, floor_ms, floor_ratio (predicted by the memory floor),
-                extra_ms (step - baseline), extra_over_floor (extra_ms / floor_ms)}
+                extra_ms (step - baseline), extra_over_floor (extra_ms / floor_ms), compute_floor_flops,
+                compute_floor_ms (those FLOPs at gemm_gflops), roofline_ms (max of the two floors),
+                roofline_ratio, extra_over_roofline (extra_ms / roofline_ms)}
     headline:  per d_model: HC and mHC at n = 4 on their best path over the baseline on its best path,
                and the default eager path's ratio: {d_model, n, baseline_path, baseline_ms,
                mhc_path, mhc_ms, mhc_ratio, mhc_fast_eager_ratio, hc_...}
-    copy_bandwidth_gbps: measured copy bandwidth of this device (the floor's denominator)
+    copy_bandwidth_gbps: measured copy bandwidth of this device (the memory floor's denominator)
+    gemm_gflops: measured square-matmul throughput of this device (the compute floor's denominator)
     compile_cache: [{variant, n, d_model, cold_compile_s, warm_compile_s, saving, ...}] (CPU, compile path)
     recompute: per (d_model, path) for mHC at --recompute-n: {d_model, n, path, block,
                off: <row>, on: <row>, time_ratio (on/off), activation_saving, peak_saving (fractions)}
@@ -34,9 +37,11 @@ Outputs in ``--out``:
                time_ratio_to_peer, mem_ratio_to_peer, branch_ms (the shared branch alone),
                overhead_ms (layer - branch), overhead_ratio_to_peer}
 
-The floor (``mhc_bench.bench.floor``): the bytes the extra n-stream ops must
-move per step, from the shapes, over the measured copy bandwidth; the
-predicted ``floor_ratio`` sits next to each measured ratio.
+The floors (``mhc_bench.bench.floor``): the bytes the extra n-stream ops must
+move per step, from the shapes, over the measured copy bandwidth (memory);
+their FLOPs over the measured peak GEMM rate (compute); the roofline is the
+larger. The predicted ``floor_ratio`` and ``roofline_ratio`` sit next to each
+measured ratio.
 
 Memory: on CUDA ``peak_mem_mb`` is ``torch.cuda.max_memory_allocated`` over one
 step; on CPU it is accounted, not sampled: activation memory (distinct storages
@@ -117,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
         "Eager paths are compared with the eager baseline (path 'torch': it has no stream ops), the "
         "compiled path with the compiled baseline; compile time (compile_s) is not in any step time.",
         "floor_ratio: (baseline step + bytes the extra n-stream ops must move / copy bandwidth) / baseline "
-        "step; extra_over_floor: measured extra time over that floor (see mhc_bench/bench/floor.py).",
+        "step; extra_over_floor: measured extra time over that floor; roofline_ratio and "
+        "extra_over_roofline: the same with the larger of that floor and the extra FLOPs at the peak "
+        "GEMM rate (see mhc_bench/bench/floor.py).",
     ]
     if allocator_pinned:
         notes.append("glibc mallopt: freed memory kept in the process (no per-step page faults).")
@@ -125,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
                     "peer": [], "compile_cache": []}
     started = time.time()
     result["copy_bandwidth_gbps"] = bw = floor.copy_bandwidth_gbps(device)
-    _log(f"copy bandwidth {bw:.1f} GB/s")
+    result["gemm_gflops"] = gemm = floor.matmul_gflops(device)
+    _log(f"copy bandwidth {bw:.1f} GB/s, square matmul {gemm:.1f} GFLOP/s")
     if "steps" not in args.skip:
         for C in args.d_model:
             variants = []
@@ -136,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
                          if kind in args.variants for n in args.n]
             result["rows"] += steps.measure_group(variants, C, shape, device, args.repeats, args.warmup, _log)
         steps.add_ratios(result["rows"])
-        floor.add_floor(result["rows"], bw, tokens, 2 * args.layers)
+        floor.add_floor(result["rows"], bw, tokens, 2 * args.layers, gemm)
         result["headline"] = steps.headline(result["rows"])
     if "compile_cache" not in args.skip and "compile" in paths and device.type == "cpu":
         result["compile_cache"].append(

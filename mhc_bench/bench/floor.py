@@ -14,8 +14,19 @@ keeps each token's ``n x C`` values in cache between its loads must move
 
 minus what the baseline's ``x + F(x)`` moves already (forward read 2C, write
 C; backward the gradient sum, read 2C, write C): ``(6n - 1) C`` extra
-elements per token and layer. The maps' matmul (``2 nC (n^2 + 2n)`` FLOPs per
-token) is compute, not traffic, and is not in the floor.
+elements per token and layer.
+
+That floor leaves out arithmetic, and at n = 4 the arithmetic is the larger
+bound: the maps' projection is a matmul of ``K x W`` per token (mHC: the
+flattened ``nC`` onto ``W = n^2 + 2n``; HC: each stream's ``C`` onto
+``n + 2``), ``2 K W`` FLOPs forward and twice that backward (``dx`` and
+``dW``); the stream mixes ``H_pre x`` and ``H_res x + H_post^T y`` cost
+``2 C (n^2 + 2n)`` forward and twice that backward. At mHC n = 4, C = 512
+that is ~8 FLOPs per byte of the memory floor, above this kind of CPU's
+balance point (peak GEMM FLOP/s over copy bytes/s, ~1.5-3). The compute floor
+is those FLOPs at the machine's measured peak GEMM rate (a square matmul, the
+best case for the maps' thin one); the roofline floor is the larger of the two
+floors, what a perfectly fused implementation could reach.
 """
 
 from __future__ import annotations
@@ -35,6 +46,25 @@ def extra_bytes_per_step(n: int, d_model: int, tokens: int, residual_layers: int
     return extra_elements(n, d_model) * tokens * residual_layers * elem_bytes
 
 
+def extra_flops(variant: str, n: int, d_model: int) -> int:
+    """FLOPs of the extra ops per token and residual layer, forward + backward (Sinkhorn's ~n^2 iters
+    per token and the gates' elementwise math are left out: below 1 % of these at n >= 2)."""
+    if variant == "baseline" or n <= 1:
+        return 0
+    mix = 6 * d_model * (n * n + 2 * n)
+    maps = 6 * n * d_model * (n * n + 2 * n) if variant == "mhc" else 6 * n * d_model * (n + 2)
+    return maps + mix
+
+
+def matmul_gflops(device: torch.device, size: int = 1024, dtype: torch.dtype = torch.float32) -> float:
+    """Peak GEMM throughput: a square ``size``-cubed matmul, the best case of any matmul's rate."""
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
+    out = torch.empty_like(a)
+    times = interleaved_medians({"mm": lambda: torch.mm(a, b, out=out)}, 10, 3, device)["mm"]
+    return 2 * size**3 / (median(times) / 1e3) / 1e9
+
+
 def copy_bandwidth_gbps(device: torch.device, mib: int = 256) -> float:
     """Copy bandwidth (read + write bytes per second) of a buffer far larger than the caches."""
     src = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device)
@@ -43,8 +73,11 @@ def copy_bandwidth_gbps(device: torch.device, mib: int = 256) -> float:
     return 2 * src.numel() * 4 / (median(times) / 1e3) / 1e9
 
 
-def add_floor(rows: list[dict], bandwidth_gbps: float, tokens: int, residual_layers: int) -> None:
-    """Per row: ``floor_ms`` of the extra ops, the ``floor_ratio`` it predicts, and measured/floor."""
+def add_floor(rows: list[dict], bandwidth_gbps: float, tokens: int, residual_layers: int,
+              gemm_gflops: float | None = None) -> None:
+    """Per row: ``floor_ms`` of the extra ops (memory), the ``floor_ratio`` it predicts, measured/floor;
+    with ``gemm_gflops`` also ``compute_floor_ms`` and the roofline (``roofline_ms``, the larger of
+    the two), its ``roofline_ratio`` and ``extra_over_roofline``."""
     for r in rows:
         nbytes = extra_bytes_per_step(r["n"], r["d_model"], tokens, residual_layers)
         floor_ms = nbytes / (bandwidth_gbps * 1e9) * 1e3
@@ -55,3 +88,12 @@ def add_floor(rows: list[dict], bandwidth_gbps: float, tokens: int, residual_lay
         extra = r["step_time_ms"] - base_ms if base_ms else None
         r["extra_ms"] = extra
         r["extra_over_floor"] = extra / floor_ms if (extra is not None and floor_ms > 0) else None
+        if gemm_gflops is None:
+            continue
+        flops = extra_flops(r["variant"], r["n"], r["d_model"]) * tokens * residual_layers
+        roofline_ms = max(floor_ms, flops / (gemm_gflops * 1e9) * 1e3)
+        r["compute_floor_flops"] = flops
+        r["compute_floor_ms"] = flops / (gemm_gflops * 1e9) * 1e3
+        r["roofline_ms"] = roofline_ms
+        r["roofline_ratio"] = (base_ms + roofline_ms) / base_ms if base_ms else None
+        r["extra_over_roofline"] = extra / roofline_ms if (extra is not None and roofline_ms > 0) else None

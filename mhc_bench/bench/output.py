@@ -77,10 +77,13 @@ def write_outputs(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
         "Each row against the baseline of its own mode (`baseline_path`); `ratio_range` spans the "
         "per-repeat ratios; `floor_ratio` is what the memory floor of the extra stream ops predicts, "
         f"`extra_over_floor` the measured extra time over that floor (copy bandwidth "
-        f"{_fmt(result.get('copy_bandwidth_gbps'))} GB/s).", "",
+        f"{_fmt(result.get('copy_bandwidth_gbps'))} GB/s); `roofline_ratio` and `extra_over_roofline` "
+        "the same for the larger of that floor and the compute floor (the extra FLOPs, mostly the maps' "
+        f"projection, at the square-matmul rate, {_fmt(result.get('gemm_gflops'))} GFLOP/s).", "",
         *_table(result["rows"], ["variant", "n", "d_model", "path", "step_time_ms", "baseline_path",
                                  "ratio_to_baseline", "ratio_range", "ratio_of_best", "floor_ratio",
-                                 "extra_over_floor", "compile_s", "tokens_per_s", "peak_mem_mb",
+                                 "extra_over_floor", "roofline_ratio", "extra_over_roofline",
+                                 "compile_s", "tokens_per_s", "peak_mem_mb",
                                  "activation_mb"]),
         "## Compile cache (two fresh processes, one new inductor cache)", "",
         *_table(result.get("compile_cache", []), ["variant", "n", "d_model", "cold_compile_s",
