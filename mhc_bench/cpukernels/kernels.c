@@ -22,26 +22,76 @@
 #define FN(name) CAT(name, SFX)
 
 typedef long long i64;
+#define INLINE static inline __attribute__((always_inline))
+
+/* The two shapes of work in the stream ops, over rows of C contiguous values in L1:
+ *   lincomb: out = sum_k a[k] r[k], k = 0 .. K-1;
+ *   dots:    out[k] = <g, r[k]>.
+ * Both take their rows four at a time in one pass over c: a row-at-a-time loop stores and
+ * reloads out once per row, and a dot product's single accumulator chain waits on each add,
+ * where four independent chains sharing each load of g keep the FMA units busy. Each keeps the
+ * arithmetic of the row-at-a-time loops these replaced (GCC 12, `omp simd`), bit for bit, so
+ * results computed before stay reproducible: lincomb's first product is rounded on its own and
+ * each later row is one FMA onto the running sum, in row order; dots keeps VL lane sums of
+ * products (multiply, then add), fuses the tail into lane 0 and adds the lanes in order. */
+typedef REAL vec __attribute__((vector_size(32)));
+typedef REAL uvec __attribute__((vector_size(32), aligned(sizeof(REAL))));  /* unaligned loads */
+#define VL ((int)(32 / sizeof(REAL)))
+#define FMA(a, b, c) _Generic((a), float: fmaf, default: fma)(a, b, c)
+
+INLINE void lincomb(REAL *restrict out, int K, const REAL *a, const REAL *const *r, i64 C) {
+    const REAL a0 = a[0], *r0 = r[0];
+#pragma omp simd
+    for (i64 c = 0; c < C; c++) out[c] = a0 * r0[c];  /* its own pass: no FMA may absorb it */
+    for (int k = 1; k < K; k += 4) {
+        const int m = K - k < 4 ? K - k : 4;
+        const REAL b0 = a[k], b1 = m > 1 ? a[k + 1] : 0, b2 = m > 2 ? a[k + 2] : 0, b3 = m > 3 ? a[k + 3] : 0;
+        const REAL *q0 = r[k], *q1 = r[k + (m > 1)], *q2 = r[k + (m > 2 ? 2 : 0)], *q3 = r[k + (m > 3 ? 3 : 0)];
+#pragma omp simd
+        for (i64 c = 0; c < C; c++) {
+            REAL s = out[c];
+            s += b0 * q0[c];
+            if (m > 1) s += b1 * q1[c];
+            if (m > 2) s += b2 * q2[c];
+            if (m > 3) s += b3 * q3[c];
+            out[c] = s;
+        }
+    }
+}
+
+__attribute__((optimize("fp-contract=off"))) static void dots(REAL *out, const REAL *g, int K,
+                                                              const REAL *const *r, i64 C) {
+    for (int k = 0; k < K; k += 4) {
+        const int m = K - k < 4 ? K - k : 4;  /* a short last group repeats a row, unused */
+        const REAL *q[4] = {r[k], r[k + (m > 1)], r[k + (m > 2 ? 2 : 0)], r[k + (m > 3 ? 3 : 0)]};
+        vec acc[4] = {{0}, {0}, {0}, {0}};
+        i64 c = 0;
+        for (; c + VL <= C; c += VL) {
+            const vec gv = *(const uvec *)(g + c);
+            for (int j = 0; j < 4; j++) acc[j] += gv * *(const uvec *)(q[j] + c);
+        }
+        for (int j = 0; j < m; j++) {
+            REAL lane0 = acc[j][0], s = 0;
+            for (i64 t = c; t < C; t++) lane0 = FMA(g[t], q[j][t], lane0);
+            s += lane0;
+            for (int l = 1; l < VL; l++) s += acc[j][l];
+            out[k + j] = s;
+        }
+    }
+}
 
 /* out[t] = sum_j h[t, j] x[t, j] */
 void FN(pre_fwd)(i64 T, int n, i64 C, const REAL *h, const REAL *x, REAL *out, int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (i64 t = 0; t < T; t++) {
-        const REAL *ht = h + t * n, *xt = x + t * n * C;
-        REAL *o = out + t * C;
-        const REAL h0 = ht[0];
-#pragma omp simd
-        for (i64 c = 0; c < C; c++) o[c] = h0 * xt[c];
-        for (int j = 1; j < n; j++) {
-            const REAL hj = ht[j];
-            const REAL *xj = xt + j * C;
-#pragma omp simd
-            for (i64 c = 0; c < C; c++) o[c] += hj * xj[c];
-        }
+        const REAL *rows[n];
+        for (int j = 0; j < n; j++) rows[j] = x + (t * n + j) * C;
+        lincomb(out + t * C, n, h + t * n, rows, C);
     }
 }
 
-/* dh[t, j] = <x[t, j], g[t]>,  dx[t, j] = h[t, j] g[t] */
+/* dh[t, j] = <x[t, j], g[t]>,  dx[t, j] = h[t, j] g[t]. Row by row on purpose: each dot product's
+ * add chain overlaps the stores of the dx row beside it, which `dots` measured slower. */
 void FN(pre_bwd)(i64 T, int n, i64 C, const REAL *h, const REAL *x, const REAL *g, REAL *dh, REAL *dx,
                  int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -83,23 +133,19 @@ void FN(maps_dx_epilogue)(i64 T, int n, i64 C, REAL *dx, const REAL *x, const RE
     }
 }
 
-/* out[t, i] = sum_j h_res[t, i, j] x[t, j] + h_post[t, i] y[t] */
+/* out[t, i] = h_post[t, i] y[t] + sum_j h_res[t, i, j] x[t, j] */
 void FN(post_res_fwd)(i64 T, int n, i64 C, const REAL *hr, const REAL *x, const REAL *hp, const REAL *y,
                       REAL *out, int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (i64 t = 0; t < T; t++) {
-        const REAL *xt = x + t * n * C, *yt = y + t * C, *hrt = hr + t * n * n;
+        const REAL *rows[n + 1];
+        REAL coefs[n + 1];
+        rows[0] = y + t * C;
+        for (int j = 0; j < n; j++) rows[j + 1] = x + (t * n + j) * C;
         for (int i = 0; i < n; i++) {
-            REAL *o = out + (t * n + i) * C;
-            const REAL p = hp[t * n + i];
-#pragma omp simd
-            for (i64 c = 0; c < C; c++) o[c] = p * yt[c];
-            for (int j = 0; j < n; j++) {
-                const REAL hij = hrt[i * n + j];
-                const REAL *xj = xt + j * C;
-#pragma omp simd
-                for (i64 c = 0; c < C; c++) o[c] += hij * xj[c];
-            }
+            coefs[0] = hp[t * n + i];
+            for (int j = 0; j < n; j++) coefs[j + 1] = hr[(t * n + i) * n + j];
+            lincomb(out + (t * n + i) * C, n + 1, coefs, rows, C);
         }
     }
 }
@@ -111,49 +157,18 @@ void FN(post_res_bwd)(i64 T, int n, i64 C, const REAL *hr, const REAL *x, const 
                       const REAL *g, REAL *dhr, REAL *dx, REAL *dhp, REAL *dy, int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (i64 t = 0; t < T; t++) {
-        const REAL *xt = x + t * n * C, *yt = y + t * C, *gt = g + t * n * C, *hrt = hr + t * n * n;
-        if (dx) {
-            for (int j = 0; j < n; j++) {
-                REAL *d = dx + (t * n + j) * C;
-                const REAL h0 = hrt[j];
-#pragma omp simd
-                for (i64 c = 0; c < C; c++) d[c] = h0 * gt[c];
-                for (int i = 1; i < n; i++) {
-                    const REAL hij = hrt[i * n + j];
-                    const REAL *gi = gt + i * C;
-#pragma omp simd
-                    for (i64 c = 0; c < C; c++) d[c] += hij * gi[c];
-                }
-            }
+        const REAL *grows[n], *xrows[n];
+        REAL coefs[n];
+        for (int i = 0; i < n; i++) grows[i] = g + (t * n + i) * C;
+        for (int j = 0; dx && j < n; j++) {
+            for (int i = 0; i < n; i++) coefs[i] = hr[(t * n + i) * n + j];
+            lincomb(dx + (t * n + j) * C, n, coefs, grows, C);
         }
-        if (dy) {
-            REAL *d = dy + t * C;
-            const REAL p0 = hp[t * n];
-#pragma omp simd
-            for (i64 c = 0; c < C; c++) d[c] = p0 * gt[c];
-            for (int i = 1; i < n; i++) {
-                const REAL pi = hp[t * n + i];
-                const REAL *gi = gt + i * C;
-#pragma omp simd
-                for (i64 c = 0; c < C; c++) d[c] += pi * gi[c];
-            }
-        }
-        for (int i = 0; (dhr || dhp) && i < n; i++) {
-            const REAL *gi = gt + i * C;
-            for (int j = 0; dhr && j < n; j++) {
-                const REAL *xj = xt + j * C;
-                REAL acc = 0;
-#pragma omp simd reduction(+ : acc)
-                for (i64 c = 0; c < C; c++) acc += gi[c] * xj[c];
-                dhr[(t * n + i) * n + j] = acc;
-            }
-            if (dhp) {
-                REAL acc = 0;
-#pragma omp simd reduction(+ : acc)
-                for (i64 c = 0; c < C; c++) acc += gi[c] * yt[c];
-                dhp[t * n + i] = acc;
-            }
-        }
+        if (dy) lincomb(dy + t * C, n, hp + t * n, grows, C);
+        if (dhp) dots(dhp + t * n, y + t * C, n, grows, C);  /* <y, g_0> .. <y, g_{n-1}> */
+        if (!dhr) continue;
+        for (int j = 0; j < n; j++) xrows[j] = x + (t * n + j) * C;
+        for (int i = 0; i < n; i++) dots(dhr + (t * n + i) * n, grows[i], n, xrows, C);
     }
 }
 
@@ -163,10 +178,6 @@ void FN(post_res_bwd)(i64 T, int n, i64 C, const REAL *hr, const REAL *x, const 
  * literal and the loops unroll); other n take the generic loops. The kernels start from
  * M0 = exp(z - max over each column), computed by the caller with torch's vectorised exp (the
  * column step removes any per-column factor, so the shift changes no iterate). */
-typedef REAL vec __attribute__((vector_size(32)));
-#define VL ((int)(32 / sizeof(REAL)))
-#define INLINE static inline __attribute__((always_inline))
-
 static vec *vec_alloc(size_t count) { return aligned_alloc(sizeof(vec), sizeof(vec) * count); }
 
 INLINE void load_vecs(const REAL *src, i64 t0, int tb, int nn, vec *m) {
