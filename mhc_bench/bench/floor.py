@@ -23,7 +23,7 @@ flattened ``nC`` onto ``W = n^2 + 2n``; HC: each stream's ``C`` onto
 ``dW``); the stream mixes ``H_pre x`` and ``H_res x + H_post^T y`` cost
 ``2 C (n^2 + 2n)`` forward and twice that backward. At mHC n = 4, C = 512
 that is ~8 FLOPs per byte of the memory floor, above this kind of CPU's
-balance point (peak GEMM FLOP/s over copy bytes/s, ~1.5-3). The compute floor
+balance point (peak GEMM FLOP/s over copy bytes/s: ~4 on the 2-core CI machine). The compute floor
 is those FLOPs at the machine's measured peak GEMM rate (a square matmul, the
 best case for the maps' thin one); the roofline floor is the larger of the two
 floors, what a perfectly fused implementation could reach.
@@ -91,9 +91,10 @@ def add_floor(rows: list[dict], bandwidth_gbps: float, tokens: int, residual_lay
         if gemm_gflops is None:
             continue
         flops = extra_flops(r["variant"], r["n"], r["d_model"]) * tokens * residual_layers
-        roofline_ms = max(floor_ms, flops / (gemm_gflops * 1e9) * 1e3)
+        compute_ms = flops / (gemm_gflops * 1e9) * 1e3
+        roofline_ms = max(floor_ms, compute_ms)
         r["compute_floor_flops"] = flops
-        r["compute_floor_ms"] = flops / (gemm_gflops * 1e9) * 1e3
+        r["compute_floor_ms"] = compute_ms
         r["roofline_ms"] = roofline_ms
         r["roofline_ratio"] = (base_ms + roofline_ms) / base_ms if base_ms else None
         r["extra_over_roofline"] = extra / roofline_ms if (extra is not None and roofline_ms > 0) else None
