@@ -27,7 +27,8 @@ Outputs in ``--out``:
                and the default eager path's ratio: {d_model, n, baseline_path, baseline_ms,
                mhc_path, mhc_ms, mhc_ratio, mhc_fast_eager_ratio, hc_...}
     copy_bandwidth_gbps: measured copy bandwidth of this device (the memory floor's denominator)
-    gemm_gflops: measured square-matmul throughput of this device (the compute floor's denominator)
+    gemm_gflops: measured square-matmul throughput of this device (the compute floor's denominator; not
+               measured with --skip steps)
     compile_cache: [{variant, n, d_model, cold_compile_s, warm_compile_s, saving, ...}] (CPU, compile path)
     recompute: per (d_model, path) for mHC at --recompute-n: {d_model, n, path, block,
                off: <row>, on: <row>, time_ratio (on/off), activation_saving, peak_saving (fractions)}
@@ -132,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
                     "peer": [], "compile_cache": []}
     started = time.time()
     result["copy_bandwidth_gbps"] = bw = floor.copy_bandwidth_gbps(device)
-    result["gemm_gflops"] = gemm = floor.matmul_gflops(device)
-    _log(f"copy bandwidth {bw:.1f} GB/s, square matmul {gemm:.1f} GFLOP/s")
+    _log(f"copy bandwidth {bw:.1f} GB/s")
     if "steps" not in args.skip:
+        result["gemm_gflops"] = gemm = floor.matmul_gflops(device)  # only the step table's roofline uses it
+        _log(f"square matmul {gemm:.1f} GFLOP/s")
         for C in args.d_model:
             variants = []
             if "baseline" in args.variants:

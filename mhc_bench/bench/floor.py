@@ -31,6 +31,8 @@ floors, what a perfectly fused implementation could reach.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from mhc_bench.bench.measure import interleaved_medians, median
@@ -61,16 +63,20 @@ def matmul_gflops(device: torch.device, size: int = 1024, dtype: torch.dtype = t
     a = torch.randn(size, size, dtype=dtype, device=device)
     b = torch.randn(size, size, dtype=dtype, device=device)
     out = torch.empty_like(a)
-    times = interleaved_medians({"mm": lambda: torch.mm(a, b, out=out)}, 10, 3, device)["mm"]
-    return 2 * size**3 / (median(times) / 1e3) / 1e9
+    return _giga_per_second(lambda: torch.mm(a, b, out=out), 2 * size**3, device)
 
 
 def copy_bandwidth_gbps(device: torch.device, mib: int = 256) -> float:
     """Copy bandwidth (read + write bytes per second) of a buffer far larger than the caches."""
     src = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
-    times = interleaved_medians({"copy": lambda: dst.copy_(src)}, 10, 3, device)["copy"]
-    return 2 * src.numel() * 4 / (median(times) / 1e3) / 1e9
+    return _giga_per_second(lambda: dst.copy_(src), 2 * src.numel() * 4, device)
+
+
+def _giga_per_second(fn: Callable[[], object], work: float, device: torch.device) -> float:
+    """``work`` units (bytes, FLOPs) over the median time of ``fn`` (3 warm-up calls, 10 timed), in 1e9/s."""
+    times = interleaved_medians({"fn": fn}, 10, 3, device)["fn"]
+    return work / (median(times) / 1e3) / 1e9
 
 
 def add_floor(rows: list[dict], bandwidth_gbps: float, tokens: int, residual_layers: int,
