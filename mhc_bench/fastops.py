@@ -15,8 +15,10 @@ their dispatch overhead and the ``[..., n, C]`` stream ops cost memory traffic:
   ``post_res`` gives all four gradients in that pass); no batched 4 x 4
   matmuls, no ``[..., n, n, C]`` broadcasts, no fp32 copy of an fp32 stream.
 - ``RMSNorm(x) @ W`` (both maps) never materialises the normalised ``x``:
-  ``(x @ W) * rstd`` forward, and a backward that reads ``x`` once more
-  (:class:`_NormMatmul`); nothing ``[..., n, C]``-sized is saved but ``x``.
+  ``(x @ W) * rstd`` forward, with rstd's sums of squares in the projection's
+  pass over x (a C kernel tiled for W's few columns, where BLAS is slow), and
+  a backward that reads ``x`` once more (:class:`_NormMatmul`); nothing
+  ``[..., n, C]``-sized is saved but ``x``.
 
 The fused ops are torch custom ops, so a whole-model ``torch.compile``
 (``kernels: compile``) runs them as they are. Every function here runs with
@@ -83,11 +85,8 @@ class _NormMatmul(torch.autograd.Function):
         with _no_autocast(x):
             dtype = compute_dtype(x.dtype)
             x2 = x.reshape(-1, x.shape[-1])
-            xc, wc = x2.to(dtype), w.to(dtype)
-            k = x2.shape[-1]
-            rstd = (torch.linalg.vector_norm(xc, dim=-1, keepdim=True).square_().div_(k).add_(eps)).rsqrt_()
-            # (w^T x^T)^T: MKL is 1.1-4x faster at this orientation for thin w (W = 6 or 24 columns).
-            proj = torch.mm(wc.t(), xc.t()).t().mul_(rstd)
+            wc = w.to(dtype)
+            proj, rstd = kernel_ops.norm_matmul(x2.to(dtype), wc, eps)
         ctx.save_for_backward(x2, wc, rstd, proj)
         ctx.shape, ctx.link = x.shape, link
         return proj.view(*x.shape[:-1], w.shape[-1])
@@ -115,7 +114,7 @@ class _NormMatmul(torch.autograd.Function):
                     kernel_ops.maps_dx_epilogue_impl(dx.view(shape), xc.view(shape), coef, h_pre, g_in)
                 dx = dx.view(ctx.shape).to(x2.dtype)
             if ctx.needs_input_grad[1]:
-                dw = torch.mm(gr.t(), xc).t()  # 2x faster than xc^T @ gr for thin gr
+                dw = kernel_ops.norm_matmul_dw(xc, gr)
             return dx, dw, None, None
 
 

@@ -132,6 +132,35 @@ def test_rms_norm_matmul_matches_rms_norm_then_matmul(eps: float | None) -> None
     assert torch.autograd.gradcheck(lambda a, b: fastops.rms_norm_matmul(a, b, eps), (x, w))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_thin_projection_kernels_match_torch_at_every_remainder(dtype: torch.dtype, backend: str) -> None:
+    """RMSNorm(x) @ W and x^T g of the C tiles against float64 torch: rows not a multiple of the
+    4-row tile, K not a multiple of a vector, J from 1 to 35 columns (one to several column
+    groups); on the C tiles one thread and two give the same bits (each thread owns whole rows or
+    columns; BLAS, the fallback, promises no such thing)."""
+    from mhc_bench.cpukernels import ops as kernel_ops
+
+    torch.manual_seed(3)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    threads_before = torch.get_num_threads()
+    for rows, k, j in itertools.product((1, 4, 7, 130), (1, 5, 8, 37, 260), (1, 6, 13, 24, 35)):
+        x, w, g = (torch.randn(*shape, dtype=dtype) for shape in ((rows, k), (k, j), (rows, j)))
+        outs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outs.append((*kernel_ops.norm_matmul(x, w, 1e-6), kernel_ops.norm_matmul_dw(x, g)))
+        torch.set_num_threads(threads_before)
+        for one, two in zip(*outs, strict=True):
+            assert torch.equal(one, two) or backend == "torch"
+        proj, rstd, dw = outs[0]
+        x64, w64, g64 = x.double(), w.double(), g.double()
+        rstd_ref = (x64.square().mean(-1, keepdim=True) + 1e-6).rsqrt()
+        scale = (x64.abs() @ w64.abs() * rstd_ref).max()
+        assert float((proj - x64 @ w64 * rstd_ref).abs().max()) <= tol * float(scale)
+        torch.testing.assert_close(rstd.double(), rstd_ref, rtol=tol, atol=0)
+        assert float((dw - x64.t() @ g64).abs().max()) <= tol * float((x64.abs().t() @ g64.abs()).max())
+
+
 def _mhc_inputs(n: int, c: int, lead: tuple[int, ...] = (2, 3)) -> tuple[torch.Tensor, ...]:
     width = 2 * n + n * n
     return (rand(*lead, n * c), rand(n * c, width, scale=0.5), rand(3), rand(n), rand(n), rand(n, n))

@@ -1,4 +1,4 @@
-"""Build and load the C kernels (``kernels.c``) at first use; call them through ctypes.
+"""Build and load the C kernels (``kernels.c``, ``thinmm.c``) at first use; call them through ctypes.
 
 Why C and not torch ops: per token the stream ops touch ``n*C`` contiguous
 values, and Sinkhorn-Knopp 2*iters normalisations of an n x n matrix. As
@@ -35,10 +35,11 @@ import torch
 
 from mhc_bench.paths import tool_cache_dir
 
-SOURCE = Path(__file__).with_name("kernels.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("kernels.c", "thinmm.c"))
+HEADERS = (Path(__file__).with_name("kernels.h"),)
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
 _SUFFIX = {torch.float32: ("float", "f32"), torch.float64: ("double", "f64")}
-_PTR, _I64, _INT = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int
+_PTR, _I64, _INT, _DBL = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_double
 # Elements below which a kernel runs on one thread: at::parallel_for's grain size. Waking a
 # second thread costs more than it saves, and on a loaded machine that thread waits for a core.
 GRAIN = 32768
@@ -52,6 +53,8 @@ _SIGNATURES: dict[str, list] = {
     "sinkhorn_bwd": [_I64, _INT, _INT, _PTR, _PTR, _PTR, _INT],
     "sinkhorn_log_fwd": [_I64, _INT, _INT, _PTR, _PTR, _INT],
     "sinkhorn_log_bwd": [_I64, _INT, _INT, _PTR, _PTR, _PTR, _INT],
+    "normmm_fwd": [_I64, _I64, _INT, _DBL, _PTR, _PTR, _PTR, _PTR, _INT],
+    "normmm_dw": [_I64, _I64, _INT, _PTR, _PTR, _PTR, _INT],
 }
 
 
@@ -78,7 +81,8 @@ def _build(real: str, sfx: str) -> Path:
         raise RuntimeError("no C compiler ($CC or cc) on PATH")
     flags = [*FLAGS, f"-DREAL={real}", f"-DSFX={sfx}"]
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), *flags, version, _cpu_features(),
+    texts = [path.read_text() for path in (*SOURCES, *HEADERS)]
+    key = hashlib.sha256("\n".join([*texts, *flags, version, _cpu_features(),
                                     platform.machine()]).encode()).hexdigest()[:16]
     target = tool_cache_dir() / "cpukernels" / key / f"libmhc_{sfx}.so"
     if target.exists():
@@ -86,10 +90,11 @@ def _build(real: str, sfx: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # atomic: parallel jobs may race
         out = Path(tmp) / target.name
-        cmd = [cc, *flags, str(SOURCE), "-o", str(out), "-lm"]
+        cmd = [cc, *flags, *map(str, SOURCES), "-o", str(out), "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"{cc} failed on {SOURCE.name}:\n{proc.stderr[-2000:]}")
+            names = ", ".join(path.name for path in SOURCES)
+            raise RuntimeError(f"{cc} failed on {names}:\n{proc.stderr[-2000:]}")
         os.replace(out, target)
     return target
 

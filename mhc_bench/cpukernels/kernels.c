@@ -10,19 +10,7 @@
  * Output pointers may be NULL when that gradient is not needed. ``nt`` is the OpenMP team
  * size; the caller passes 1 for work too small to share.
  */
-#include <math.h>
-#include <stdlib.h>
-
-#ifndef REAL
-#define REAL float
-#define SFX f32
-#endif
-#define CAT2(a, b) a##_##b
-#define CAT(a, b) CAT2(a, b)
-#define FN(name) CAT(name, SFX)
-
-typedef long long i64;
-#define INLINE static inline __attribute__((always_inline))
+#include "kernels.h"
 
 /* The two shapes of work in the stream ops, over rows of C contiguous values in L1:
  *   lincomb: out = sum_k a[k] r[k], k = 0 .. K-1;
@@ -34,11 +22,6 @@ typedef long long i64;
  * results computed before stay reproducible: lincomb's first product is rounded on its own and
  * each later row is one FMA onto the running sum, in row order; dots keeps VL lane sums of
  * products (multiply, then add), fuses the tail into lane 0 and adds the lanes in order. */
-typedef REAL vec __attribute__((vector_size(32)));
-typedef REAL uvec __attribute__((vector_size(32), aligned(sizeof(REAL))));  /* unaligned loads */
-#define VL ((int)(32 / sizeof(REAL)))
-#define FMA(a, b, c) _Generic((a), float: fmaf, default: fma)(a, b, c)
-
 INLINE void lincomb(REAL *restrict out, int K, const REAL *a, const REAL *const *r, i64 C) {
     const REAL a0 = a[0], *r0 = r[0];
 #pragma omp simd
