@@ -16,7 +16,8 @@ their dispatch overhead and the ``[..., n, C]`` stream ops cost memory traffic:
   matmuls, no ``[..., n, n, C]`` broadcasts, no fp32 copy of an fp32 stream.
 - ``RMSNorm(x) @ W`` (both maps) never materialises the normalised ``x``:
   ``(x @ W) * rstd`` forward, with rstd's sums of squares in the projection's
-  pass over x (a C kernel tiled for W's few columns, where BLAS is slow), and
+  pass over x (eager: a C kernel tiled for W's few columns, where BLAS is slow;
+  compiled: torch ops, which inductor fuses), and
   a backward that reads ``x`` once more (:class:`_NormMatmul`); nothing
   ``[..., n, C]``-sized is saved but ``x``.
 

@@ -194,23 +194,31 @@ def maps_dx_epilogue_impl(dx: torch.Tensor, x: torch.Tensor, coef: torch.Tensor,
     k.call("maps_dx_epilogue", tuple(x.shape), dx, x, coef, h, g)
 
 
-def norm_matmul_impl(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(rms_norm(x) @ w, rstd)`` of ``x [R, K]`` and ``w [K, J]``: ``rstd [R, 1]`` is
-    ``1 / sqrt(mean(x^2) + eps)``, taken in the same pass over x as the projection."""
-    k = kernels_for(x, w)
+def _torch_norm_matmul(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    rstd = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1]).add_(eps).rsqrt_()
+    return torch.mm(w.t(), x.t()).t().mul_(rstd), rstd
+
+
+def norm_matmul(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rms_norm(x) @ w, rstd)`` of ``x [R, K]`` and ``w [K, J]``, not differentiable (the
+    caller's autograd Function, ``fastops.rms_norm_matmul``, owns the backward).
+
+    ``rstd [R, 1] = 1 / sqrt(mean(x^2) + eps)`` comes from the projection's pass over x. Code
+    being compiled gets torch ops instead: inductor fuses the norm with its neighbours, and as an
+    opaque op the C tiles measured no faster inside a compiled step.
+    """
+    k = None if torch.compiler.is_compiling() else kernels_for(x, w)
     if k is None:
-        rstd = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1])
-        rstd = rstd.add_(eps).rsqrt_()
-        return torch.mm(x, w).mul_(rstd), rstd
+        return _torch_norm_matmul(x, w, eps)
     x, w = x.contiguous(), w.contiguous()
     proj, rstd = x.new_empty(x.shape[0], w.shape[1]), x.new_empty(x.shape[0], 1)
     k.call("normmm_fwd", (x.shape[0], x.shape[1], w.shape[1], eps), x, w, proj, rstd, work=x.numel())
     return proj, rstd
 
 
-def norm_matmul_dw_impl(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def norm_matmul_dw(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """``x^T g`` of ``x [R, K]`` and a thin ``g [R, J]``: the projection's weight gradient."""
-    k = kernels_for(x, g)
+    k = None if torch.compiler.is_compiling() else kernels_for(x, g)
     if k is None:
         return torch.mm(g.t(), x).t()  # 2x faster than x^T @ g for thin g
     x, g = x.contiguous(), g.contiguous()
@@ -296,8 +304,6 @@ _pre_backward_op = custom_op("mhc_bench::stream_pre_backward", stream_pre_backwa
 _post_res_op = custom_op("mhc_bench::stream_post_res", stream_post_res_impl, mutates_args=())
 _post_res_backward_op = custom_op("mhc_bench::stream_post_res_backward", stream_post_res_backward_impl,
                                   mutates_args=())
-_norm_matmul_op = custom_op("mhc_bench::norm_matmul", norm_matmul_impl, mutates_args=())
-_norm_matmul_dw_op = custom_op("mhc_bench::norm_matmul_dw", norm_matmul_dw_impl, mutates_args=())
 
 
 @_sinkhorn_op.register_fake
@@ -329,16 +335,6 @@ def _(h_res: torch.Tensor, x: torch.Tensor, h_post: torch.Tensor, y: torch.Tenso
 def _(h_res: torch.Tensor, x: torch.Tensor, h_post: torch.Tensor, y: torch.Tensor,
       g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return tuple(torch.empty_like(t) for t in (h_res, x, h_post, y))  # type: ignore[return-value]
-
-
-@_norm_matmul_op.register_fake
-def _(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    return x.new_empty(x.shape[0], w.shape[1]), x.new_empty(x.shape[0], 1)
-
-
-@_norm_matmul_dw_op.register_fake
-def _(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    return x.new_empty(x.shape[1], g.shape[1])
 
 
 def _save_inputs(ctx, inputs: tuple, output: torch.Tensor) -> None:
@@ -381,17 +377,3 @@ def stream_post_res(
         return _post_res_op(h_res, x, h_post, y)
     return _StreamPostRes.apply(h_res, x, h_post, y)
 
-
-def norm_matmul(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(rms_norm(x) @ w, rstd)`` of ``[R, K]`` and ``[K, J]``, not differentiable: the caller's
-    autograd Function (``fastops.rms_norm_matmul``) owns the backward."""
-    if torch.compiler.is_compiling():
-        return _norm_matmul_op(x, w, eps)
-    return norm_matmul_impl(x, w, eps)
-
-
-def norm_matmul_dw(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """``x^T g`` for the projection's weight gradient (``g`` thin)."""
-    if torch.compiler.is_compiling():
-        return _norm_matmul_dw_op(x, g)
-    return norm_matmul_dw_impl(x, g)
