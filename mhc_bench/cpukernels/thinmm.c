@@ -2,12 +2,13 @@
  * (mhc_bench.fastops.rms_norm_matmul).
  *
  * x: [R, K] row-major (rows = tokens and K = n*C for mHC; rows = token streams and K = C for HC);
- * W: [K, J] with J = n^2 + 2n or n + 2 columns. BLAS blocks for wide outputs: at J = 6 MKL ran
- * x @ W at a fifth of the rate of these tiles, at J = 24 the tiles are ~10 % faster and also give
- * RMSNorm's sums of squares in the same pass over x:
+ * W: [K, J] with J = n^2 + 2n or n + 2 columns. BLAS blocks for wide outputs: on two threads
+ * MKL ran x @ W at 17 GFLOP/s for J = 6 (these tiles: 65) and 91-111 for J = 24 (tiles: 156, the
+ * square-matmul rate being ~184), and the tiles take RMSNorm's sums of squares in the same pass:
  *   forward: 4 rows x up to 3 vectors of columns (12 accumulators) over W packed [K][J padded to VL];
  *   dw:      2 vectors along K x up to 6 columns, summed over blocks of rows that stay in L2.
- * dx = g @ W^T stays with BLAS (an outer-product shape it runs well; tiles here were 1.2-1.5x slower).
+ * dx = g @ W^T stays with BLAS and the epilogue kernel (a fused tile measured 6-20 % faster at
+ * mHC's shapes: not yet worth a third kernel).
  * Every thread owns whole rows (forward) or whole columns of x (dw): no reductions across threads,
  * so the same numbers come out for any team size.
  */
@@ -15,7 +16,7 @@
 
 #include "kernels.h"
 
-#define TILE 4        /* rows per forward / dx tile */
+#define TILE 4        /* rows per forward tile */
 #define MAX_NV 3      /* column vectors per tile */
 #define DW_COLS 6     /* W columns per dw tile */
 #define DW_ROWS 64    /* rows per dw block: 64 rows of a thread's half of x stay in L2 */
