@@ -5,6 +5,9 @@ eager calls go through ``torch.autograd.Function`` (cheapest dispatch), and
 code being compiled by ``torch.compile`` calls the same functions registered
 as custom ops, which inductor runs as opaque kernels (no graph break, no
 attempt to re-derive them), each with its backward op (``register_autograd``).
+The maps' projection (:func:`norm_matmul`, :func:`norm_matmul_dw`) is the
+exception: plain functions that the caller's autograd Function wraps, whose
+compiled form is torch ops that inductor fuses with the norm.
 
 Each op takes contiguous token-major tensors of one compute dtype (what
 ``mhc_bench.fastops`` hands over) and runs the C kernel for fp32/fp64 on
@@ -195,6 +198,8 @@ def maps_dx_epilogue_impl(dx: torch.Tensor, x: torch.Tensor, coef: torch.Tensor,
 
 
 def _torch_norm_matmul(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    # (w^T x^T)^T: the orientation the fast path used before the C tiles, kept so compiled code
+    # traces (and computes) exactly what it did; MKL's best orientation for thin w varies by host.
     rstd = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1]).add_(eps).rsqrt_()
     return torch.mm(w.t(), x.t()).t().mul_(rstd), rstd
 
@@ -376,4 +381,3 @@ def stream_post_res(
     if torch.compiler.is_compiling():
         return _post_res_op(h_res, x, h_post, y)
     return _StreamPostRes.apply(h_res, x, h_post, y)
-
