@@ -15,6 +15,7 @@ import sys
 
 from mhc_bench import __version__
 from mhc_bench.errors import UserError
+from mhc_bench.heap import keep_freed_memory
 from mhc_bench.paths import configure_environment
 
 # name -> (module, one-line help)
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_environment()
+    keep_freed_memory()
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)

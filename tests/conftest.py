@@ -10,6 +10,8 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+from mhc_bench.heap import keep_freed_memory
 from mhc_bench.paths import configure_environment
 
 configure_environment()
+keep_freed_memory()

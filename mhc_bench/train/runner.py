@@ -21,6 +21,7 @@ from typing import Any
 from mhc_bench import cellfolder as cf
 from mhc_bench import tracking
 from mhc_bench.errors import UserError
+from mhc_bench.heap import keep_freed_memory
 from mhc_bench.paths import PROJECT_ROOT, configure_environment
 from mhc_bench.train.config import (
     CellConfig,
@@ -146,6 +147,7 @@ def _make_trainer(train: TrainSection, cell_dir: Path, logger: Any, monitor: Any
 def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Path | None = None) -> dict:
     """Train (or resume, or skip) one cell; returns its metrics (``{}`` on ranks other than 0)."""
     configure_environment()
+    keep_freed_memory()  # a step reuses the last step's pages (mhc_bench.heap)
     cid, chash = cell_id(cfg), config_hash(cfg)
     cell_dir = Path(out_dir) if out_dir is not None else default_cell_dir(cfg)
     done = cf.finished(cell_dir)
