@@ -34,8 +34,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from mhc_bench.cpukernels import ops as kernel_ops
+from mhc_bench.gradlink import GradLink, LinkedPostRes, LinkedPre, attach, link_of, new_link, post_res_link_of
 from mhc_bench.ops import compute_dtype, static_maps
-from mhc_bench.prelink import LinkedPre, PreLink, attach, link_of, new_link
 
 
 def _no_autocast(t: torch.Tensor) -> torch.autocast:
@@ -82,7 +82,7 @@ class _NormMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, eps: float,  # type: ignore[override]
-                link: PreLink | None) -> torch.Tensor:
+                link: GradLink | None) -> torch.Tensor:
         with _no_autocast(x):
             dtype = compute_dtype(x.dtype)
             x2 = x.reshape(-1, x.shape[-1])
@@ -104,15 +104,20 @@ class _NormMatmul(torch.autograd.Function):
             if ctx.needs_input_grad[0]:
                 coef = (g * proj).sum(dim=-1, keepdim=True).mul_(rstd.square()).div_(-x2.shape[-1])
                 dx = torch.mm(gr, wc.t())
-                handed = ctx.link.take() if ctx.link is not None else None
+                link = ctx.link
+                handed = link.take_pre() if link is not None else None
+                post_dx = link.take_post_dx() if link is not None else None
                 if handed is None:
                     dx.addcmul_(xc, coef)
-                else:  # add H_pre x's share too, in the same pass (mhc_bench.prelink)
+                    if post_dx is not None:
+                        dx.add_(post_dx.view(dx.shape))
+                else:  # add the stream ops' shares too, in the same pass (mhc_bench.gradlink)
                     h_pre, g_in = handed
                     tokens, n = h_pre.shape
                     coef = coef.view(tokens, -1).expand(tokens, n).contiguous()  # per token or per stream
                     shape = (tokens, n, g_in.shape[-1])
-                    kernel_ops.maps_dx_epilogue_impl(dx.view(shape), xc.view(shape), coef, h_pre, g_in)
+                    kernel_ops.maps_dx_epilogue_impl(dx.view(shape), xc.view(shape), coef, h_pre, g_in,
+                                                     None if post_dx is None else post_dx.view(shape))
                 dx = dx.view(ctx.shape).to(x2.dtype)
             if ctx.needs_input_grad[1]:
                 dw = kernel_ops.norm_matmul_dw(xc, gr)
@@ -120,11 +125,11 @@ class _NormMatmul(torch.autograd.Function):
 
 
 def rms_norm_matmul(
-    x: torch.Tensor, w: torch.Tensor, eps: float | None = None, link: PreLink | None = None
+    x: torch.Tensor, w: torch.Tensor, eps: float | None = None, link: GradLink | None = None
 ) -> torch.Tensor:
     """``F.rms_norm(x, (K,), eps=eps) @ w`` in the compute dtype; ``eps=None`` is rms_norm's default.
 
-    ``link``: see :mod:`mhc_bench.prelink` (``H_pre x``'s dx share added in this op's backward).
+    ``link``: see :mod:`mhc_bench.gradlink` (the stream ops' dx shares added in this op's backward).
     """
     if eps is None:
         eps = torch.finfo(compute_dtype(x.dtype)).eps
@@ -149,7 +154,8 @@ def mhc_maps_partial(
     dtype = compute_dtype(x_flat.dtype)
     lead = x_flat.shape[:-1]
     with _no_autocast(x_flat):
-        link = new_link(x_flat) if b_pre is not None and x_flat.dtype == dtype else None
+        learned = any(b is not None for b in (b_pre, b_post, b_res))
+        link = new_link(x_flat) if learned and x_flat.dtype == dtype else None
         proj = rms_norm_matmul(x_flat, phi, eps, link)
         h_pre, h_post, h_res = static_maps(lead, n, dtype, proj.device)
         offset = 0
@@ -157,12 +163,12 @@ def mhc_maps_partial(
             h_pre = attach(torch.sigmoid(alpha["pre"].to(dtype) * proj[..., :n] + b_pre.to(dtype)), link)
             offset = n
         if b_post is not None:
-            h_post = 2.0 * torch.sigmoid(alpha["post"].to(dtype) * proj[..., offset : offset + n]
-                                         + b_post.to(dtype))
+            h_post = attach(2.0 * torch.sigmoid(alpha["post"].to(dtype) * proj[..., offset : offset + n]
+                                                + b_post.to(dtype)), link)
             offset += n
         if b_res is not None:
             logits = alpha["res"].to(dtype) * proj[..., offset : offset + n * n].unflatten(-1, (n, n))
-            h_res = sinkhorn_knopp(logits + b_res.to(dtype), iters)
+            h_res = attach(sinkhorn_knopp(logits + b_res.to(dtype), iters), link)
     return h_pre, h_post, h_res
 
 
@@ -199,7 +205,8 @@ def hc_maps(
     dtype = compute_dtype(x.dtype)
     n = x.shape[-2]
     with _no_autocast(x):
-        link = new_link(x) if s_pre is not None and x.dtype == dtype else None
+        learned = any(s is not None for s in (s_pre, s_post, s_res))
+        link = new_link(x) if learned and x.dtype == dtype else None
         dyn = torch.tanh(rms_norm_matmul(x, w, eps, link))  # [..., n_in, width]
         h_pre, h_post, h_res = static_maps(x.shape[:-2], n, dtype, x.device)
         offset = 0
@@ -207,11 +214,12 @@ def hc_maps(
             h_pre = attach(s_pre.to(dtype) + scale["pre"].to(dtype) * dyn[..., 0], link)
             offset = 1
         if s_post is not None:
-            h_post = s_post.to(dtype) + scale["post"].to(dtype) * dyn[..., offset]
+            h_post = attach(s_post.to(dtype) + scale["post"].to(dtype) * dyn[..., offset], link)
             offset += 1
         if s_res is not None:
             # dyn[..., j, offset + i]: input stream j's weight into output stream i.
-            h_res = s_res.to(dtype) + scale["res"].to(dtype) * dyn[..., offset : offset + n].transpose(-1, -2)
+            h_res = attach(s_res.to(dtype) + scale["res"].to(dtype)
+                           * dyn[..., offset : offset + n].transpose(-1, -2), link)
     return h_pre, h_post, h_res
 
 
@@ -223,8 +231,8 @@ def stream_pre(h_pre: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     n, c = x.shape[-2:]
     dtype = compute_dtype(x.dtype)
     with _no_autocast(x):
-        link = link_of(h_pre, x) if x.dtype == dtype else None
-        if link is not None:  # dx goes through the maps' backward (mhc_bench.prelink)
+        link = link_of(x, h_pre) if x.dtype == dtype else None
+        if link is not None:  # dx goes through the maps' backward (mhc_bench.gradlink)
             out = LinkedPre.apply(_rows(h_pre.to(dtype), n), _rows(x, n, c), link)
         else:
             out = kernel_ops.stream_pre(_rows(h_pre.to(dtype), n), _rows(x.to(dtype), n, c))
@@ -238,8 +246,11 @@ def stream_post_res(
     n, c = x.shape[-2:]
     dtype = compute_dtype(x.dtype)
     with _no_autocast(x):
-        out = kernel_ops.stream_post_res(_rows(h_res.to(dtype), n, n), _rows(x.to(dtype), n, c),
-                                         _rows(h_post.to(dtype), n), _rows(y.to(dtype), c))
+        args = (_rows(h_res.to(dtype), n, n), _rows(x.to(dtype), n, c), _rows(h_post.to(dtype), n),
+                _rows(y.to(dtype), c))
+        link = post_res_link_of(x, h_res, h_post) if x.dtype == dtype else None
+        # linked: dx goes through the maps' backward (mhc_bench.gradlink)
+        out = kernel_ops.stream_post_res(*args) if link is None else LinkedPostRes.apply(*args, link)
         return out.view(x.shape).to(x.dtype)
 
 

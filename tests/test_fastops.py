@@ -10,6 +10,7 @@ non-contiguous inputs).
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -281,7 +282,7 @@ def test_precision_policy_under_bf16_autocast(x_dtype: torch.dtype) -> None:
 
 
 @pytest.mark.parametrize("residual", ["mhc", "hc"])
-def test_pre_gradient_folded_into_the_maps_backward(residual: str) -> None:
+def test_stream_gradients_folded_into_the_maps_backward(residual: str) -> None:
     """maps -> H_pre x -> H_res x + H_post^T y on one stream tensor: the linked path, same gradients."""
     torch.manual_seed(10)
     n, c = 4, 8
@@ -318,9 +319,58 @@ def test_pre_gradient_folded_into_the_maps_backward(residual: str) -> None:
     out_ref, _ = layer(ops, x)
     out_fast, x_in = layer(fastops, x)
     assert "LinkedPre" in x_in.grad_fn.next_functions[0][0].name()  # through the output view
+    assert "LinkedPostRes" in out_fast.grad_fn.next_functions[0][0].name()
     g = torch.randn_like(out_ref)
     # (HC's reference copies the map parameters into its module: compare x and F's gradients there)
     leaves = [x, y_w, *(params if residual == "mhc" else ())]
     for a, b in zip(torch.autograd.grad(out_ref, leaves, g), torch.autograd.grad(out_fast, leaves, g),
                     strict=True):
         torch.testing.assert_close(b, a, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize(("residual", "maps"), [
+    ("mhc", ("res", "pre", "post")), ("mhc", ("res",)), ("mhc", ("post",)), ("mhc", ("pre",)),
+    ("hc", ("res", "pre", "post")), ("hc", ("res", "post")),
+])
+def test_linked_gradients_are_autograds_sums_bit_for_bit(
+        residual: str, maps: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Handing post_res's dx to the maps' backward (fp32, what training runs) gives every gradient
+    the bits of autograd's sum of the same shares: linking it changed no trained number."""
+    torch.manual_seed(11)
+    n, c, lead = 4, 37, (3, 29)  # C off the SIMD width, several tokens per thread
+    f32 = torch.float32
+    x = rand(*lead, n, c, dtype=f32)
+    y_w = rand(c, c, scale=0.3, dtype=f32)
+    on = {m: m in maps for m in ("pre", "post", "res")}
+    if residual == "mhc":
+        width = sum({"pre": n, "post": n, "res": n * n}[m] for m in maps)
+        phi, alpha = rand(n * c, width, scale=0.5, dtype=f32), {m: rand((), dtype=f32) for m in maps}
+        biases = [rand(*shape, dtype=f32) if on[m] else None
+                  for m, shape in (("pre", (n,)), ("post", (n,)), ("res", (n, n)))]
+        params = [phi, *alpha.values(), *(b for b in biases if b is not None)]
+
+        def maps_of(t):
+            return fastops.mhc_maps_partial(t.flatten(-2), phi, alpha, *biases, n, 20)
+    else:
+        w = rand(c, on["pre"] + on["post"] + n * on["res"], scale=0.3, dtype=f32)
+        scale = {m: rand((), dtype=f32) for m in maps}
+        statics = [rand(*shape, dtype=f32) if on[m] else None
+                   for m, shape in (("pre", (n,)), ("post", (n,)), ("res", (n, n)))]
+        params = [w, *scale.values(), *(s for s in statics if s is not None)]
+
+        def maps_of(t):
+            return fastops.hc_maps(t, w, scale, *statics)
+
+    def grads() -> list[torch.Tensor]:
+        h_pre, h_post, h_res = maps_of(x)
+        out = fastops.stream_post_res(h_res, x, h_post, torch.tanh(fastops.stream_pre(h_pre, x) @ y_w))
+        leaves = [x, y_w, *params]
+        return list(torch.autograd.grad(out, leaves, torch.ones_like(out).mul_(0.01).add_(out.detach())))
+
+    linked = grads()
+    assert linked[0].grad_fn is None  # (grads are plain tensors; the graph was freed)
+    unlinked_post_res = SimpleNamespace(apply=lambda *args: cpukernels.ops.stream_post_res(*args[:-1]))
+    monkeypatch.setattr(fastops, "LinkedPostRes", unlinked_post_res)
+    unlinked = grads()
+    for a, b in zip(linked, unlinked, strict=True):
+        assert torch.equal(a, b)

@@ -46,7 +46,7 @@ GRAIN = 32768
 _SIGNATURES: dict[str, list] = {
     "pre_fwd": [_I64, _INT, _I64, _PTR, _PTR, _PTR, _INT],
     "pre_bwd": [_I64, _INT, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _INT],
-    "maps_dx_epilogue": [_I64, _INT, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _INT],
+    "maps_dx_epilogue": [_I64, _INT, _I64, *[_PTR] * 6, _INT],
     "post_res_fwd": [_I64, _INT, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _INT],
     "post_res_bwd": [_I64, _INT, _I64, *[_PTR] * 9, _INT],
     "sinkhorn_fwd": [_I64, _INT, _INT, _PTR, _PTR, _INT],

@@ -98,10 +98,12 @@ void FN(pre_bwd)(i64 T, int n, i64 C, const REAL *h, const REAL *x, const REAL *
     }
 }
 
-/* dx[t, j] += coef[t, j] x[t, j] + h[t, j] g[t]: the RMSNorm term of the maps' gradient and
- * H_pre x's share of dL/dx, added in one pass (instead of two passes and autograd's sum). */
+/* dx[t, j] += coef[t, j] x[t, j] + h[t, j] g[t], then dx[t, j] += e[t, j] when e is given: the
+ * RMSNorm term of the maps' gradient, H_pre x's share of dL/dx and post_res's (e), added in one
+ * pass instead of three passes and autograd's sums. e is added last, on its own, so the result
+ * has the bits of autograd's (maps' dx) + (post_res' dx). */
 void FN(maps_dx_epilogue)(i64 T, int n, i64 C, REAL *dx, const REAL *x, const REAL *coef, const REAL *h,
-                          const REAL *g, int nt) {
+                          const REAL *g, const REAL *e, int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (i64 t = 0; t < T; t++) {
         const REAL *gt = g + t * C;
@@ -110,8 +112,17 @@ void FN(maps_dx_epilogue)(i64 T, int n, i64 C, REAL *dx, const REAL *x, const RE
             const REAL a = coef[row], hj = h[row];
             const REAL *xr = x + row * C;
             REAL *d = dx + row * C;
+            if (e) {
+                const REAL *er = e + row * C;
 #pragma omp simd
-            for (i64 c = 0; c < C; c++) d[c] += a * xr[c] + hj * gt[c];
+                for (i64 c = 0; c < C; c++) {
+                    const REAL own = d[c] + (a * xr[c] + hj * gt[c]);
+                    d[c] = own + er[c];
+                }
+            } else {
+#pragma omp simd
+                for (i64 c = 0; c < C; c++) d[c] += a * xr[c] + hj * gt[c];
+            }
         }
     }
 }

@@ -188,13 +188,16 @@ def stream_pre_dh_impl(h: torch.Tensor, x: torch.Tensor, g: torch.Tensor) -> tor
 
 
 def maps_dx_epilogue_impl(dx: torch.Tensor, x: torch.Tensor, coef: torch.Tensor, h: torch.Tensor,
-                          g: torch.Tensor) -> None:
-    """In place on ``dx [T, n, C]``: ``dx += coef[..., None] * x + h[..., None] * g[:, None]``."""
-    k = kernels_for(dx, x, coef, h, g)
+                          g: torch.Tensor, extra: torch.Tensor | None = None) -> None:
+    """In place on ``dx [T, n, C]``: ``dx += coef[..., None] * x + h[..., None] * g[:, None]``,
+    then ``dx += extra`` (another op's dx share, added last: autograd's sum, bit for bit)."""
+    k = kernels_for(dx, x, coef, h, g, *(() if extra is None else (extra,)))
     if k is None:
         dx.addcmul_(x, coef.unsqueeze(-1)).addcmul_(h.unsqueeze(-1), g.unsqueeze(1))
+        if extra is not None:
+            dx.add_(extra)
         return
-    k.call("maps_dx_epilogue", tuple(x.shape), dx, x, coef, h, g)
+    k.call("maps_dx_epilogue", tuple(x.shape), dx, x, coef, h, g, extra)
 
 
 def _torch_norm_matmul(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
