@@ -20,6 +20,9 @@ their dispatch overhead and the ``[..., n, C]`` stream ops cost memory traffic:
   compiled: torch ops, which inductor fuses), and
   a backward that reads ``x`` once more (:class:`_NormMatmul`); nothing
   ``[..., n, C]``-sized is saved but ``x``.
+- The two stream ops hand their shares of ``dL/dx`` to that backward, which
+  adds them in its one pass over ``x`` instead of autograd's separate sums
+  (:mod:`mhc_bench.gradlink`; same bits).
 
 The fused ops are torch custom ops, so a whole-model ``torch.compile``
 (``kernels: compile``) runs them as they are. Every function here runs with
