@@ -4,7 +4,7 @@ glibc's malloc serves large blocks (a ``[tokens, n, C]`` activation, an LM
 head's logits) with ``mmap`` and trims the heap's free top, so every training
 step maps, page-faults and zeroes its activations afresh: 10-18 thousand
 minor page faults a step, 7-9 % of a CPU step at the quick shape (measured by
-``mhc-bench bench``'s step runner, in one process, with and without this).
+``mhc-bench bench``'s step runner, in separate processes with and without this).
 Raising glibc's mmap and trim thresholds lets a step reuse the pages the last
 step freed, as PyTorch's CUDA caching allocator does on a GPU. It changes
 where tensors live, never what is computed: results are bit for bit the same.

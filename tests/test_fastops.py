@@ -361,16 +361,20 @@ def test_linked_gradients_are_autograds_sums_bit_for_bit(
         def maps_of(t):
             return fastops.hc_maps(t, w, scale, *statics)
 
-    def grads() -> list[torch.Tensor]:
+    def grads() -> tuple[str, list[torch.Tensor]]:
         h_pre, h_post, h_res = maps_of(x)
         out = fastops.stream_post_res(h_res, x, h_post, torch.tanh(fastops.stream_pre(h_pre, x) @ y_w))
         leaves = [x, y_w, *params]
-        return list(torch.autograd.grad(out, leaves, torch.ones_like(out).mul_(0.01).add_(out.detach())))
+        node = out.grad_fn.next_functions[0][0].name()  # through the output view
+        g = torch.ones_like(out).mul_(0.01).add_(out.detach())
+        return node, list(torch.autograd.grad(out, leaves, g))
 
-    linked = grads()
-    assert linked[0].grad_fn is None  # (grads are plain tensors; the graph was freed)
+    node, linked = grads()
+    # post_res links where H_pre x does (a learned H_pre) and one of its own maps is learned
+    expect_link = on["pre"] and (on["res"] or on["post"])
+    assert ("LinkedPostRes" in node) == expect_link, node
     unlinked_post_res = SimpleNamespace(apply=lambda *args: cpukernels.ops.stream_post_res(*args[:-1]))
     monkeypatch.setattr(fastops, "LinkedPostRes", unlinked_post_res)
-    unlinked = grads()
+    _, unlinked = grads()
     for a, b in zip(linked, unlinked, strict=True):
         assert torch.equal(a, b)
