@@ -86,6 +86,10 @@ class Metrics(BaseModel):
     max_stream_spread: Num = None
     final_stream_spread: Num = None
     probe_version: int | None = None
+    # How the cell ran (outside its identity: every path computes the same numbers): which
+    # implementations ran the maps and stream ops, and the execution settings.
+    kernel_paths: str | None = None
+    execution: dict[str, Any] | None = None
     # Maxima over the probes taken during training (null where those probes are stale).
     peak_max_composite_fwd: Num = None
     peak_max_composite_bwd: Num = None

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("mhc_bench.evaluation.command", "run lm-eval tasks on a trained cell"),
     "bench": ("mhc_bench.bench.command", "overhead and kernel benchmarks"),
     "kernels": ("mhc_bench.gpu.command", "ahead-of-time GPU compile table, cost model, first-GPU check"),
+    "variants": ("mhc_bench.variants.command", "list the registered residual-mixing variants, their knobs"),
     "cells": ("mhc_bench.workflow.list_cells", "list the cell ids of a profile"),
     "cell": ("mhc_bench.workflow.run_cell", "train and evaluate one cell of a profile via Snakemake"),
     "reproduce": ("mhc_bench.workflow.reproduce", "run a profile's whole DAG (make reproduce): resumable"),

@@ -1,4 +1,4 @@
-"""A nanoGPT-style decoder with three residual variants: baseline, HC and mHC.
+"""A nanoGPT-style decoder whose residual layers take their maps from a registered variant.
 
 The residual state is ``x: [B, T, n, C]`` (n streams of width C). Every
 attention and every MLP is its own residual *layer* (two per block, as in the
@@ -7,27 +7,19 @@ mHC paper) computing
     x_next = H_res @ x + H_post^T F(H_pre @ x)
 
 with ``H_res: [B, T, n, n]`` (rows = output streams), ``H_pre, H_post: [B, T, n]``.
-
-- ``baseline``: ``x + F(x)`` with n = 1.
-- ``hc``: Hyper-Connections (arXiv:2409.19606): static maps plus tanh-gated
-  dynamic ones, ``H = S + s * tanh(norm(x) W)``; ``W`` starts at zero and the
-  static maps start at H_res = I, H_pre = one-hot(layer index mod n),
-  H_post = 1, so the network starts as a plain residual network.
-- ``mhc``: mHC Eq. 10-12: RMSNorm of the flattened ``n*C`` vector, one matmul
-  with ``[phi_pre | phi_post | phi_res]``, scalar gates ``alpha``, static
-  biases (initialised by a preset of :mod:`mhc_bench.map_init`),
-  ``sigmoid`` / ``2*sigmoid`` and Sinkhorn-Knopp for H_res.
+Which maps, and how they are computed and constrained, is the variant's
+(``ModelConfig.mixing``, :mod:`mhc_bench.variants`: ``baseline`` is ``x + F(x)``
+with n = 1, ``hc`` Hyper-Connections, ``mhc`` the paper's Eq. 10-12, ``mhc_lite``,
+``rowstoch`` and any registered plug-in); nothing here names one.
 
 The embedding is copied into the n streams; ``StreamMerge`` turns them back
-into one vector before the final norm. A map left out of ``ModelConfig.maps``
-is fixed with no parameters at the values the caption of the paper's Table 1
-(an ablation of HC) gives for a disabled map: H_pre = 1/n, H_post = 1,
-H_res = I.
+into one vector before the final norm.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -38,13 +30,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from mhc_bench import map_init, ops
+from mhc_bench import dispatch, ops, variants
 from mhc_bench.compiled import compiled_forward, use_compiled
-from mhc_bench.dispatch import KERNEL_CHOICES, StreamOps, stream_ops_for
+from mhc_bench.dispatch import KERNEL_CHOICES
 
-VARIANTS = ("baseline", "hc", "mhc")
 MERGES = ("sum", "mean", "learned")
 MERGE_WEIGHT_EPS = 1e-6  # TileKernels' floor under the learned merge weights
+MERGE_NORM_EPS = 1e-20  # the learned merge's RMSNorm epsilon without a variant's map_norm_eps
 
 
 @dataclass
@@ -56,18 +48,10 @@ class ModelConfig:
     d_model: int = 128
     n_head: int = 4
     seq_len: int = 128
-    variant: str = "mhc"  # "baseline" | "hc" | "mhc"
     n_streams: int = 4
-    sinkhorn_iters: int = 20
-    maps: tuple[str, ...] = ("res", "pre", "post")
-    alpha_init: float = 0.01
-    # mHC static biases, gates and projection at initialisation: a preset of mhc_bench.map_init
-    # (the paper gives none; the references disagree). HC keeps the HC paper's initialisation.
-    init: str = "megatron"
-    # Epsilon of the RMSNorm over the flattened n*C stream that feeds the maps (mHC Eq. 10 / HC's
-    # dynamic maps). The paper's Table 5 value is 1e-20: numerically inert next to the squared
-    # activations, so the norm is a pure rescaling.
-    map_norm_eps: float = 1e-20
+    # The residual-mixing variant and its knobs: a registered name, or {kind: <name>, <knob>: value}
+    # (mhc_bench.variants). Becomes the variant's Knobs on construction.
+    mixing: Any = "mhc"
     # How the n streams become one vector before the final norm: "sum" (lucidrains), "mean"
     # (Megatron; equal to sum after the norm), "learned" (DeepSeek TileKernels: sigmoid-gated
     # weights from a projection of the flattened streams, starting equal to the sum's).
@@ -80,41 +64,50 @@ class ModelConfig:
     recompute: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.maps, str):
-            raise ValueError(f"maps must be a list of map names, got the string {self.maps!r}")
-        unknown = [m for m in self.maps if m not in ops.MAP_NAMES]
-        if unknown:
-            raise ValueError(f"maps: unknown map name(s) {unknown}; allowed {ops.MAP_NAMES}")
-        self.maps = tuple(m for m in ("res", "pre", "post") if m in self.maps)
         positive = ("vocab_size", "n_layer", "d_model", "n_head", "seq_len")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if not isinstance(self.n_streams, int) or self.n_streams < 1:
             raise ValueError(f"n_streams must be an integer >= 1, got {self.n_streams!r}")
-        if self.variant == "baseline" and self.n_streams != 1:
-            raise ValueError(f"n_streams must be 1 for variant='baseline', got {self.n_streams}")
+        self.mixing = variants.parse_mixing(self.mixing)
+        self.spec.check(self.mixing, self.n_streams)
         if self.d_model % self.n_head:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
             )
-        if self.sinkhorn_iters < 1:
-            raise ValueError(f"sinkhorn_iters must be >= 1, got {self.sinkhorn_iters}")
-        if self.init not in map_init.PRESETS:
-            raise ValueError(f"init must be one of {tuple(map_init.PRESETS)}, got {self.init!r}")
         if self.merge not in MERGES:
             raise ValueError(f"merge must be one of {MERGES}, got {self.merge!r}")
-        if not self.map_norm_eps > 0:
-            raise ValueError(f"map_norm_eps must be > 0, got {self.map_norm_eps}")
         if self.kernels not in KERNEL_CHOICES:
             raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {self.kernels!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.recompute < -1:
             raise ValueError(f"recompute must be -1 (auto), 0 (off) or a block size, got {self.recompute}")
+
+    @classmethod
+    def of(cls, variant: str, **values: Any) -> ModelConfig:
+        """``ModelConfig.of("mhc", n_streams=4, sinkhorn_iters=5)``: fields and the variant's knobs
+        in one call (each keyword goes where it belongs)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        knobs = {k: values.pop(k) for k in list(values) if k not in fields}
+        return cls(mixing={"kind": variant, **knobs}, **values)
+
+    @property
+    def variant(self) -> str:
+        """The variant's name (``mixing.kind``)."""
+        return self.mixing.kind
+
+    @property
+    def spec(self) -> variants.Variant:
+        """The registered variant (:mod:`mhc_bench.variants`)."""
+        return variants.get(self.mixing.kind)
+
+    @property
+    def maps(self) -> tuple[str, ...]:
+        """The learned maps (empty for a variant without maps)."""
+        return tuple(getattr(self.mixing, "maps", ()))
 
     @property
     def n_residual_layers(self) -> int:
@@ -129,7 +122,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["maps"] = list(self.maps)
+        out["mixing"] = self.mixing.model_dump(mode="json")
         return out
 
 
@@ -186,87 +179,6 @@ class PreNorm(nn.Module):
         return self.inner(self.norm(x))
 
 
-class MHCMaps(nn.Module):
-    """mHC's manifold-constrained maps (Eq. 10-12) for one residual layer."""
-
-    def __init__(self, cfg: ModelConfig, layer_index: int, stream_ops: StreamOps) -> None:
-        super().__init__()
-        n, C = cfg.n_streams, cfg.d_model
-        self.n, self.iters, self.eps, self.enabled = n, cfg.sinkhorn_iters, cfg.map_norm_eps, cfg.maps
-        self.stream_ops = stream_ops
-        preset = map_init.PRESETS[cfg.init]
-        widths = {"pre": n, "post": n, "res": n * n}
-        width = sum(widths[m] for m in ops.MAP_NAMES if m in self.enabled)
-        self.phi = nn.Parameter(torch.empty(n * C, width))
-        map_init.init_projection(preset, self.phi)
-        alpha = cfg.alpha_init if preset.alpha is None else preset.alpha
-        self.alpha = nn.ParameterDict(
-            {m: nn.Parameter(torch.tensor(alpha)) for m in ops.MAP_NAMES if m in self.enabled}
-        )
-        biases = {"pre": map_init.pre_logits(preset, n, layer_index), "post": map_init.post_logits(preset, n),
-                  "res": map_init.res_logits(preset, n)}
-        self.b_pre, self.b_post, self.b_res = (
-            nn.Parameter(biases[m]) if m in self.enabled else None for m in ("pre", "post", "res")
-        )
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x_flat = x.flatten(-2)
-        if len(self.enabled) == 3:
-            alpha = torch.stack([self.alpha["pre"], self.alpha["post"], self.alpha["res"]])
-            return self.stream_ops.mhc_maps(
-                x_flat, self.phi, alpha, self.b_pre, self.b_post, self.b_res, self.iters, self.eps
-            )
-        return self.stream_ops.mhc_maps_partial(
-            x_flat, self.phi, dict(self.alpha), self.b_pre, self.b_post, self.b_res, self.n, self.iters,
-            self.eps,
-        )
-
-
-class HCMaps(nn.Module):
-    """Hyper-Connections' unconstrained dynamic maps (arXiv:2409.19606) for one layer."""
-
-    def __init__(self, cfg: ModelConfig, layer_index: int, stream_ops: StreamOps | None = None) -> None:
-        super().__init__()
-        n, C = cfg.n_streams, cfg.d_model
-        self.n, self.eps, self.enabled = n, cfg.map_norm_eps, cfg.maps
-        self.stream_ops = stream_ops
-        widths = {"pre": 1, "post": 1, "res": n}
-        self.width = {m: widths[m] for m in ops.MAP_NAMES if m in self.enabled}
-        # Dynamic projections start at zero: the maps start at their static values.
-        self.w = nn.Parameter(torch.zeros(C, sum(self.width.values())))
-        self.scale = nn.ParameterDict(
-            {m: nn.Parameter(torch.tensor(cfg.alpha_init)) for m in self.width}
-        )
-        self.s_pre = (
-            nn.Parameter(F.one_hot(torch.tensor(layer_index % n), n).float())
-            if "pre" in self.enabled else None
-        )
-        self.s_post = nn.Parameter(torch.ones(n)) if "post" in self.enabled else None
-        self.s_res = nn.Parameter(torch.eye(n)) if "res" in self.enabled else None
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.stream_ops is not None and self.stream_ops.hc_maps is not None:
-            return self.stream_ops.hc_maps(
-                x, self.w, self.scale, self.s_pre, self.s_post, self.s_res, self.eps
-            )
-        # The maps are fp32 whatever autocast says (the precision policy in mhc_bench.ops).
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return self._maps(x.to(ops.compute_dtype(x.dtype)))
-
-    def _maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h_pre, h_post, h_res = ops.static_maps(x.shape[:-2], self.n, x.dtype, x.device)
-        dyn = torch.tanh(F.rms_norm(x, (x.shape[-1],), eps=self.eps) @ self.w.to(x.dtype))  # [..., n, width]
-        chunks = dict(zip(self.width, dyn.split(list(self.width.values()), dim=-1), strict=True))
-        if self.s_pre is not None:
-            h_pre = self.s_pre + self.scale["pre"] * chunks["pre"].squeeze(-1)
-        if self.s_post is not None:
-            h_post = self.s_post + self.scale["post"] * chunks["post"].squeeze(-1)
-        if self.s_res is not None:
-            # chunks["res"][..., j, i]: input stream j's weight into output stream i.
-            h_res = self.s_res + self.scale["res"] * chunks["res"].transpose(-1, -2)
-        return h_pre, h_post, h_res
-
-
 class StreamMerge(nn.Module):
     """The n streams -> one vector before the final norm (``ModelConfig.merge``).
 
@@ -277,7 +189,8 @@ class StreamMerge(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.kind, self.eps = cfg.merge, cfg.map_norm_eps
+        # The maps' norm epsilon where the variant has one (the head reads the same flattened stream).
+        self.kind, self.eps = cfg.merge, getattr(cfg.mixing, "map_norm_eps", MERGE_NORM_EPS)
         n = cfg.n_streams
         if self.kind == "learned":
             self.phi = nn.Parameter(torch.zeros(n * cfg.d_model, n))
@@ -299,19 +212,13 @@ LayerProbe = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 class ResidualLayer(nn.Module):
-    """One residual layer: ``x_next = H_res x + H_post^T F(H_pre x)``."""
+    """One residual layer: ``x_next = H_res x + H_post^T F(H_pre x)``, maps from the variant."""
 
-    def __init__(self, cfg: ModelConfig, index: int, fn: nn.Module, stream_ops: StreamOps) -> None:
+    def __init__(self, cfg: ModelConfig, index: int, fn: nn.Module) -> None:
         super().__init__()
         self.fn = fn
-        self.stream_ops = stream_ops
-        self.maps: nn.Module | None
-        if cfg.variant == "mhc":
-            self.maps = MHCMaps(cfg, index, stream_ops)
-        elif cfg.variant == "hc":
-            self.maps = HCMaps(cfg, index, stream_ops)
-        else:
-            self.maps = None
+        self.kernels = cfg.kernels
+        self.maps: nn.Module | None = cfg.spec.build_maps(cfg, index)
         # Called as probe(H_res, x_next) by the stability probes (mhc_bench.probes); None in training.
         self.probe: LayerProbe | None = None
 
@@ -322,8 +229,9 @@ class ResidualLayer(nn.Module):
                 self.probe(x.new_ones((*x.shape[:-2], 1, 1)), out)
             return out
         h_pre, h_post, h_res = self.maps(x)
-        y = self.fn(self.stream_ops.stream_pre(h_pre, x))
-        out = self.stream_ops.stream_post_res(h_res, x, h_post, y)
+        stream = dispatch.stream_ops(self.kernels, x.device.type)
+        y = self.fn(stream.stream_pre(h_pre, x))
+        out = stream.stream_post_res(h_res, x, h_post, y)
         if self.probe is not None:
             self.probe(h_res, out)
         return out
@@ -333,14 +241,14 @@ class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.stream_ops = stream_ops_for(cfg.kernels)
+        dispatch.require_usable(cfg.kernels)
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.wpe = nn.Embedding(cfg.seq_len, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         layers = []
         for i in range(cfg.n_residual_layers):
             inner = CausalSelfAttention(cfg) if i % 2 == 0 else MLP(cfg)
-            layers.append(ResidualLayer(cfg, i, PreNorm(cfg, inner), self.stream_ops))
+            layers.append(ResidualLayer(cfg, i, PreNorm(cfg, inner)))
         self.layers = nn.ModuleList(layers)
         self.merge = StreamMerge(cfg)
         self.ln_f = RMSNorm(cfg.d_model)
@@ -408,6 +316,12 @@ class GPT(nn.Module):
         h = self.drop(self.wte(idx) + self.wpe(pos))
         x = h.unsqueeze(-2).expand(B, T, self.cfg.n_streams, self.cfg.d_model)
         return self.ln_f(self.merge(self._run_layers(x)))
+
+    def kernel_paths(self, device_type: str) -> str:
+        """Which implementations run this model's maps and stream ops on ``device_type``."""
+        spec = self.cfg.spec
+        return dispatch.describe(self.cfg.kernels, device_type, spec.implementations,
+                                 self.layers[0].maps is not None)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -6,6 +6,7 @@ here, so every file they read is in the format the product writes (no hand-made 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import yaml
 
 from mhc_bench import cellfolder as cf
 from mhc_bench.definitions import PROBE_VERSION
+from mhc_bench.model import ModelConfig
 from mhc_bench.train.config import cell_id, config_hash, parse_cell_config
 
 CORPUS = Path(__file__).parent / "fixtures" / "corpus"
@@ -28,12 +30,15 @@ def cell_config(variant: str = "mhc", n: int = 4, seed: int = 0, maps: list[str]
     train: dict[str, Any] = {"lr": lr, "seed": seed, "steps": steps, "batch_size": 8}
     if grad_clip is not None:
         train["grad_clip"] = grad_clip
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    mixing = {"kind": variant, **{k: v for k, v in model.items() if k not in fields}}
+    if variant != "baseline":
+        mixing["maps"] = list(maps) if maps is not None else ["res", "pre", "post"]
     return parse_cell_config({
         "profile": profile,
         "experiments": list(experiments or []),
-        "model": {"variant": variant, "n_streams": n, "d_model": d_model, "n_layer": n_layer, "n_head": 2,
-                  "seq_len": seq_len, "maps": list(maps) if maps is not None else ["res", "pre", "post"],
-                  "vocab_size": 257, **model},
+        "model": {"mixing": mixing, "n_streams": n, "d_model": d_model, "n_layer": n_layer, "n_head": 2,
+                  "seq_len": seq_len, "vocab_size": 257, **{k: v for k, v in model.items() if k in fields}},
         "data": {"corpus": str(CORPUS), "tokenizer": "char", "mix_weight": mix_weight},
         "train": train,
         "tracking": {"tracking_uri": tracking_uri, "experiment": profile},

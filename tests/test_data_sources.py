@@ -412,7 +412,7 @@ def test_toy_cell_trains_on_parquet_and_reports_epochs(web: dict[str, Path], tmp
 
     data = rows_cfg(web, train_tokens=3_000, val_tokens=300, max_epochs=1).model_dump()
     cfg = parse_cell_config({
-        "model": {"d_model": 16, "n_layer": 1, "n_head": 2, "seq_len": 16, "variant": "mhc", "n_streams": 2},
+        "model": {"d_model": 16, "n_layer": 1, "n_head": 2, "seq_len": 16, "mixing": "mhc", "n_streams": 2},
         "data": data,
         "train": {"steps": 12, "batch_size": 4, "warmup_steps": 2, "probe_every": 6, "val_every": 6,
                   "val_batches": 1, "ckpt_every": 6, "num_threads": 1},

@@ -22,8 +22,8 @@ TEXT = "Q: not ( True ) and ( True ) is\nA: False\n\nQ: True and not False is\nA
 
 def tiny_model(seq_len: int = 48, seed: int = 0) -> GPT:
     torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=ByteTokenizer.vocab_size, n_layer=1, d_model=32, n_head=2, seq_len=seq_len,
-                      variant="mhc", n_streams=2, kernels="torch")
+    cfg = ModelConfig.of("mhc", vocab_size=ByteTokenizer.vocab_size, n_layer=1, d_model=32, n_head=2,
+                         seq_len=seq_len, n_streams=2, kernels="torch")
     model = GPT(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     ids = torch.tensor([ByteTokenizer().encode(TEXT)[: seq_len + 1]])

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from mhc_bench import cpukernels, fastops, ops
-from mhc_bench.model import HCMaps, ModelConfig
+from mhc_bench.model import ModelConfig
+from mhc_bench.variants.hc import HCMaps
 
 F64 = torch.float64
 
@@ -199,7 +200,7 @@ def test_mhc_maps_partial_match_reference(enabled: tuple[str, ...]) -> None:
 @pytest.mark.parametrize("maps", [("res", "pre", "post"), ("res",), ("pre", "post"), ()])
 def test_hc_maps_match_the_modules_reference(maps: tuple[str, ...]) -> None:
     torch.manual_seed(6)
-    cfg = ModelConfig(vocab_size=8, d_model=8, n_head=2, variant="hc", n_streams=4, maps=maps)
+    cfg = ModelConfig.of("hc", vocab_size=8, d_model=8, n_head=2, n_streams=4, maps=maps)
     module = HCMaps(cfg, layer_index=1).double()  # no stream ops: the module's own math
     with torch.no_grad():
         for p in module.parameters():
@@ -299,7 +300,7 @@ def test_stream_gradients_folded_into_the_maps_backward(residual: str) -> None:
 
         def maps(lib, t):
             if lib is ops:
-                module = HCMaps(ModelConfig(vocab_size=8, d_model=c, n_head=2, variant="hc", n_streams=n), 0)
+                module = HCMaps(ModelConfig.of("hc", vocab_size=8, d_model=c, n_head=2, n_streams=n), 0)
                 module = module.double()
                 with torch.no_grad():
                     module.w.copy_(params[0])

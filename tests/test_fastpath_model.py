@@ -25,8 +25,8 @@ TINY = dict(vocab_size=50, n_layer=2, d_model=16, n_head=2, seq_len=12)
 
 def _pair(kernels: str, **kw) -> tuple[GPT, GPT]:
     torch.manual_seed(0)
-    ref = GPT(ModelConfig(**TINY, kernels="torch", **kw)).double()
-    other = GPT(ModelConfig(**TINY, kernels=kernels, **kw)).double()
+    ref = GPT(ModelConfig.of(**TINY, kernels="torch", **kw)).double()
+    other = GPT(ModelConfig.of(**TINY, kernels=kernels, **kw)).double()
     other.load_state_dict(ref.state_dict())
     with torch.no_grad():  # leave the identity-like initial maps, so every map matters
         for a, b in zip(ref.map_parameters(), other.map_parameters(), strict=True):
@@ -87,7 +87,8 @@ def test_compiled_model_trains_like_the_eager_one() -> None:
     """Three AdamW steps: same losses; evaluation never runs the compiled graph."""
     torch.manual_seed(0)
     cfg = dict(TINY, variant="mhc", n_streams=2)
-    eager, compiled = GPT(ModelConfig(**cfg, kernels="fast")), GPT(ModelConfig(**cfg, kernels="compile"))
+    eager = GPT(ModelConfig.of(**cfg, kernels="fast"))
+    compiled = GPT(ModelConfig.of(**cfg, kernels="compile"))
     compiled.load_state_dict(eager.state_dict())
     idx = _tokens(2, seed=2)
     compiled.eval()

@@ -38,7 +38,7 @@ if {keep}:
     assert keep_freed_memory()
 from mhc_bench.model import GPT, ModelConfig
 torch.manual_seed(0)
-model = GPT(ModelConfig(vocab_size=64, n_layer=2, d_model=64, seq_len=32, variant="mhc", kernels="fast"))
+model = GPT(ModelConfig.of("mhc", vocab_size=64, n_layer=2, d_model=64, seq_len=32, kernels="fast"))
 idx = torch.randint(0, 64, (16, 33))  # [16, 32, 4, 64] streams: 512 KiB blocks, mmapped by default
 for _ in range(3):  # later passes run in memory the earlier ones freed
     model.zero_grad()

@@ -155,7 +155,7 @@ def test_non_contiguous_expanded_stream_input() -> None:
 
 def _train_losses(kernels: str, recompute: int, steps: int = 4) -> list[float]:
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=64, n_layer=1, d_model=32, n_head=2, seq_len=16, variant="mhc",
+    cfg = ModelConfig.of("mhc", vocab_size=64, n_layer=1, d_model=32, n_head=2, seq_len=16,
                       n_streams=4, kernels=kernels, recompute=recompute, alpha_init=0.5)
     model = GPT(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)

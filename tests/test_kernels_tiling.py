@@ -97,7 +97,7 @@ def test_zero_tokens(target: Target | None) -> None:
 def test_model_with_three_streams_trains_identically_with_triton() -> None:
     def losses(kernels: str) -> list[float]:
         torch.manual_seed(0)
-        cfg = ModelConfig(vocab_size=64, n_layer=1, d_model=16, n_head=2, seq_len=8, variant="mhc",
+        cfg = ModelConfig.of("mhc", vocab_size=64, n_layer=1, d_model=16, n_head=2, seq_len=8,
                           n_streams=3, kernels=kernels, alpha_init=0.5)
         model = GPT(cfg)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)

@@ -13,7 +13,7 @@ TINY = dict(vocab_size=50, n_layer=2, d_model=16, n_head=2, seq_len=12)
 
 def make(residual: str, n: int, **kw) -> GPT:
     torch.manual_seed(0)
-    return GPT(ModelConfig(**TINY, variant=residual, n_streams=n, **kw))
+    return GPT(ModelConfig.of(residual, **TINY, n_streams=n, **kw))
 
 
 def tokens(batch: int = 2) -> torch.Tensor:
@@ -165,7 +165,7 @@ def test_disabled_maps_take_their_static_values() -> None:
     [
         ({"n_streams": 0}, "n_streams"),
         ({"d_model": 30, "n_head": 4}, "d_model"),
-        ({"variant": "resnet"}, "variant"),
+        ({"variant": "resnet"}, "kind"),
         ({"maps": ("res", "mix")}, "maps"),
         ({"variant": "baseline", "n_streams": 2}, "n_streams"),
         ({"sinkhorn_iters": 0}, "sinkhorn_iters"),
@@ -179,7 +179,7 @@ def test_disabled_maps_take_their_static_values() -> None:
 def test_bad_config_names_the_field(overrides: dict, field: str) -> None:
     kwargs = {**TINY, "variant": "mhc", "n_streams": 4, **overrides}
     with pytest.raises(ValueError, match=field):
-        ModelConfig(**kwargs)
+        ModelConfig.of(**kwargs)
 
 
 def test_recompute_matches_plain_backward() -> None:
@@ -290,7 +290,7 @@ def test_init_presets_give_the_documented_initial_maps(preset: str) -> None:
         torch.testing.assert_close(pre, torch.full((n,), 0.5))
         torch.testing.assert_close(post, torch.ones(n))
         assert torch.count_nonzero(maps.phi) == maps.phi.numel()
-    alpha = 1.0 if preset == "liger" else model.cfg.alpha_init
+    alpha = 1.0 if preset == "liger" else model.cfg.mixing.alpha_init
     assert all(a.item() == pytest.approx(alpha) for a in maps.alpha.values())
 
 

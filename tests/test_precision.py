@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mhc_bench.dispatch import stream_ops_for
+from mhc_bench.dispatch import pick, stream_ops
 from mhc_bench.model import GPT, ModelConfig
+from mhc_bench.variants.mhc import MHCMaps
 
 PATHS = ("torch", "compile", "triton")  # triton runs under the CPU interpreter (conftest)
 AUTOCAST = {"device_type": "cpu", "dtype": torch.bfloat16}
@@ -27,11 +28,11 @@ def _maps_inputs(n: int, width: int, tokens: int) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("path", PATHS)
 def test_maps_are_fp32_under_bf16_autocast(path: str) -> None:
-    ops = stream_ops_for(path)
+    mhc_maps = MHCMaps.FULL[pick(path, "cpu", MHCMaps.FULL)]
     inputs = _maps_inputs(4, 16, 24)
-    reference = stream_ops_for("torch").mhc_maps(*(t.double() for t in inputs), 20, 1e-20)
+    reference = MHCMaps.FULL["torch"](*(t.double() for t in inputs), 20, 1e-20)
     with torch.autocast(**AUTOCAST):
-        maps = ops.mhc_maps(*inputs, 20, 1e-20)
+        maps = mhc_maps(*inputs, 20, 1e-20)
     for got, want in zip(maps, reference, strict=True):
         assert got.dtype == torch.float32
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
@@ -39,7 +40,7 @@ def test_maps_are_fp32_under_bf16_autocast(path: str) -> None:
 
 @pytest.mark.parametrize("path", PATHS)
 def test_stream_mixing_keeps_an_fp32_carry_under_bf16_autocast(path: str) -> None:
-    ops = stream_ops_for(path)
+    ops = stream_ops(path, "cpu")
     torch.manual_seed(1)
     n, C, tokens = 4, 32, 24
     x = torch.randn(tokens, n, C)  # the fp32 residual stream
@@ -58,7 +59,7 @@ def test_stream_mixing_keeps_an_fp32_carry_under_bf16_autocast(path: str) -> Non
 
 @pytest.mark.parametrize("residual", ["hc", "mhc"])
 def test_a_layer_under_autocast_returns_an_fp32_stream_and_fp32_maps(residual: str) -> None:
-    cfg = ModelConfig(vocab_size=64, n_layer=1, d_model=16, n_head=2, seq_len=8, variant=residual,
+    cfg = ModelConfig.of(residual, vocab_size=64, n_layer=1, d_model=16, n_head=2, seq_len=8,
                       n_streams=4, kernels="torch")
     layer = GPT(cfg).layers[0]
     x = torch.randn(2, 8, 4, 16)

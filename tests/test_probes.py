@@ -101,7 +101,7 @@ def test_doubly_stochastic_products_stay_bounded() -> None:
 def test_grad_norms_split_maps_from_the_rest() -> None:
     from mhc_bench.model import GPT, ModelConfig
 
-    cfg = ModelConfig(vocab_size=20, n_layer=1, d_model=8, n_head=2, seq_len=6, variant="mhc", n_streams=2)
+    cfg = ModelConfig.of("mhc", vocab_size=20, n_layer=1, d_model=8, n_head=2, seq_len=6, n_streams=2)
     model = GPT(cfg)
     idx = torch.randint(0, 20, (2, 6))
     model(idx, idx)[1].backward()

@@ -23,7 +23,7 @@ STEPS = 120
 
 def tiny(store: Path) -> dict[str, Any]:
     return {
-        "model": dict(d_model=32, n_layer=2, n_head=2, seq_len=32, variant="hc", n_streams=2),
+        "model": dict(d_model=32, n_layer=2, n_head=2, seq_len=32, mixing="hc", n_streams=2),
         "data": {"corpus": str(CORPUS), "tokenizer": "char"},
         # spike_window small so the spike detector's state matters across the kill
         "train": dict(steps=STEPS, batch_size=4, lr=3e-3, warmup_steps=5, probe_every=10, val_every=20,

@@ -31,7 +31,7 @@ def tiny(store: Path, residual: str = "mhc", n: int = 2, **train: Any) -> dict[s
                     val_batches=2, ckpt_every=10, num_threads=1, seed=0)
     settings.update(train)
     return {
-        "model": dict(d_model=32, n_layer=2, n_head=2, seq_len=32, variant=residual, n_streams=n),
+        "model": dict(d_model=32, n_layer=2, n_head=2, seq_len=32, mixing=residual, n_streams=n),
         "data": {"corpus": str(CORPUS), "tokenizer": "char"},
         "train": settings,
         "tracking": {"tracking_uri": f"sqlite:///{store / 'mlflow.db'}"},
@@ -82,9 +82,11 @@ def test_cell_trains_writes_outputs_and_tracks_in_mlflow(
     assert (metrics["cell_id"], metrics["variant"], metrics["n_streams"]) == (cid, residual, n)
     assert metrics["steps_done"] == 30 and metrics["tokens_seen"] == 30 * 4 * 32
     for key in cf.Metrics.model_fields:
-        if key not in ("diverged_step", "diverged_reason", "spike_steps") and not isinstance(
+        if key not in ("diverged_step", "diverged_reason", "spike_steps", "execution") and not isinstance(
                 metrics[key], str):
             assert isinstance(metrics[key], int | float) and math.isfinite(metrics[key]), key
+    assert metrics["execution"]["kernels"] == "auto" and metrics["execution"]["num_threads"] == 1
+    assert metrics["kernel_paths"] == ("x + F(x)" if residual == "baseline" else "maps=fast streams=fast")
     assert metrics["final_val_loss"] < math.log(257)  # learned something beyond uniform guessing
     assert metrics["final_val_ppl"] == pytest.approx(math.exp(metrics["final_val_loss"]))
     if residual == "baseline":
@@ -116,7 +118,7 @@ def test_cell_trains_writes_outputs_and_tracks_in_mlflow(
 
     run = client(store).get_run(metrics["mlflow_run_id"])
     assert run.info.run_name == cid and run.info.status == "FINISHED"
-    assert run.data.params["model.variant"] == residual and run.data.params["train.lr"] == "0.003"
+    assert run.data.params["model.mixing.kind"] == residual and run.data.params["train.lr"] == "0.003"
     assert run.data.tags["config_hash"] == metrics["config_hash"] and run.data.tags["n"] == str(n)
     for tag in ("git_sha", "hardware", "torch_version", "lightning_version", "mlflow_version",
                 "torch_threads"):
@@ -203,7 +205,8 @@ def test_cell_id_is_readable_and_ignores_tracking_and_labels(store: Path) -> Non
     lr = f"lr{a.train.lr:.0e}"
     assert cell_id(a) == cell_id(b) and cell_id(a).startswith(f"mhc-n2-d32-b2-{lr}-s0-")
     assert cell_id(c).startswith(f"mhc-n2-d32-b2-{lr}-s1-") and config_hash(c) != config_hash(a)
-    ablation = parse_cell_config({**tiny(store), "model": {**tiny(store)["model"], "maps": ["res", "pre"]}})
+    mixing = {"kind": "mhc", "maps": ["res", "pre"]}
+    ablation = parse_cell_config({**tiny(store), "model": {**tiny(store)["model"], "mixing": mixing}})
     assert cell_id(ablation).startswith(f"mhc-n2-d32-b2-res+pre-{lr}-s0-")
 
 
@@ -220,14 +223,15 @@ def test_weight_decay_hits_matrices_but_not_static_maps_or_gates() -> None:
     from mhc_bench.model import GPT, ModelConfig
 
     for residual in ("mhc", "hc"):
-        model = GPT(ModelConfig(vocab_size=20, n_layer=1, d_model=8, n_head=2, seq_len=4, variant=residual,
+        model = GPT(ModelConfig.of(residual, vocab_size=20, n_layer=1, d_model=8, n_head=2, seq_len=4,
                                 n_streams=2))
-        decayed = {name for name, p in model.named_parameters() if uses_weight_decay(name, p, True)}
+        spec = model.cfg.spec
+        decayed = {name for name, p in model.named_parameters() if uses_weight_decay(name, p, spec, True)}
         assert "layers.0.fn.inner.qkv.weight" in decayed and "wte.weight" in decayed
         assert any(name.endswith((".phi", ".w")) for name in decayed)
         static = ("b_res", "s_res", "alpha", "scale", "norm")
         assert not any(part in name for name in decayed for part in static)
-        no_proj = {name for name, p in model.named_parameters() if uses_weight_decay(name, p, False)}
+        no_proj = {name for name, p in model.named_parameters() if uses_weight_decay(name, p, spec, False)}
         assert not any(name.endswith((".phi", ".w")) for name in no_proj)
 
 

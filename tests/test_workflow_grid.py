@@ -43,7 +43,41 @@ def test_baseline_only_at_n1_and_grid_is_the_product() -> None:
     assert set(base.n) == {1} and len(base) == 2  # two seeds, folded from n in {2, 4}
     assert len(grid[grid.variant != "baseline"]) == 2 * 2 * 2
     assert list(grid.columns) == ["variant", "n", "scale", "seed", "maps", "lr", "data", "experiments",
-                                  "evaluate"]
+                                  "evaluate"]  # no knob axis columns unless a block sweeps a knob
+
+
+def test_knob_axes_apply_to_the_variants_that_have_the_knob() -> None:
+    raw = minimal_profile()
+    raw["grid"] = [{"experiment": "iters", "variant": ["baseline", "hc", "mhc"], "n": [4], "scale": ["s"],
+                    "seed": [0], "mixing": {"sinkhorn_iters": [1, 5]}}]
+    raw["mixing"] = {"mhc": {"init": "near_identity"}, "hc": {"alpha_init": 0.05}}
+    cells = cell_configs(validate_profile(raw))
+    mixing = sorted((c["model"]["mixing"]["kind"], c["model"]["mixing"].get("sinkhorn_iters"))
+                    for c in cells.values())
+    assert mixing == [("baseline", None), ("hc", None), ("mhc", 1), ("mhc", 5)]  # HC has no Sinkhorn: folded
+    mhc = [c for c in cells.values() if c["model"]["mixing"]["kind"] == "mhc"]
+    assert all(c["model"]["mixing"]["init"] == "near_identity" for c in mhc)
+    assert len({cid.rsplit("-", 1)[1] for cid in cells}) == 4  # four distinct cells
+    assert any("-it5-" in cid for cid in cells)
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda g: g.update(mixing={"sinkhorn_iters": [0]}), "sinkhorn_iters"),
+    (lambda g: g.update(variant=["hc"], mixing={"sinkhorn_iters": [5]}), "no variant of this block"),
+    (lambda g: g.update(mixing={"maps": [["res"]]}), "not a knob axis"),
+])
+def test_bad_knob_axes_name_the_knob(mutate, message: str) -> None:
+    raw = minimal_profile()
+    mutate(raw["grid"][0])
+    with pytest.raises(ProfileError, match=message):
+        validate_profile(raw)
+
+
+def test_profile_knobs_are_checked_against_their_variant() -> None:
+    raw = minimal_profile()
+    raw["mixing"] = {"hc": {"sinkhorn_iters": 5}}
+    with pytest.raises(ProfileError, match=r"hc\.sinkhorn_iters"):
+        validate_profile(raw)
 
 
 def test_exclusions_and_lr_overrides() -> None:
@@ -195,7 +229,7 @@ def test_ablation_profiles_carry_the_hc_rows_of_table_1() -> None:
         for cell in cells.values():
             g = cell["grid"]
             expected = [] if g["maps"] == "none" else g["maps"].split("+")
-            assert cell["model"]["maps"] == expected
+            assert cell["model"]["mixing"].get("maps", expected) == expected
 
 
 def test_a_minimal_profile_expands_to_the_same_cells_in_the_dag_and_the_cli(tmp_path) -> None:

@@ -60,6 +60,8 @@ import sys
 import time
 from pathlib import Path
 
+from mhc_bench.errors import UserError
+
 # --quick: tiny sizes, eager paths only (unless --paths is given), so it runs in seconds.
 QUICK = {"d_model": [32], "n": [1, 4], "micro_n": [4], "layers": 1, "seq_len": 16, "batch": 2, "repeats": 2,
          "warmup": 1, "vocab": 128, "n_head": 2}
@@ -80,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paths", nargs="+", default=None, choices=PATHS,
                         help="kernel paths (default: torch fast compile, plus triton on CUDA)")
     parser.add_argument("--variants", nargs="+", default=["baseline", "hc", "mhc"],
-                        choices=["baseline", "hc", "mhc"])
+                        help="registered variants to time (mhc-bench variants lists them); the "
+                             "reference (baseline) is what the ratios divide by")
     parser.add_argument("--micro-n", type=int, nargs="+", default=[4],
                         help="stream counts of the kernel microbenchmarks")
     parser.add_argument("--recompute-n", type=int, default=4, help="n of the recompute comparison")
@@ -105,7 +108,15 @@ def _default_paths(device_type: str, quick: bool) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from mhc_bench import variants as registry
     from mhc_bench.bench import compile_cache, floor, measure, micro, output, peer, steps
+
+    for name in args.variants:
+        try:
+            registry.get(name)  # an unknown name fails here, before any timing
+        except ValueError as err:
+            raise UserError(f"--variants: {err}") from None
+    reference = registry.reference().name
 
     if args.quick:
         for key, value in QUICK.items():
@@ -139,11 +150,11 @@ def run(args: argparse.Namespace) -> int:
         _log(f"square matmul {gemm:.1f} GFLOP/s")
         for C in args.d_model:
             variants = []
-            if "baseline" in args.variants:
+            if reference in args.variants:
                 base_paths = dict.fromkeys(map(steps.baseline_path, paths))  # one per mode, in order
-                variants += [steps.Variant("baseline", 1, p) for p in base_paths]
-            variants += [steps.Variant(kind, n, path) for path in paths for kind in ("hc", "mhc")
-                         if kind in args.variants for n in args.n]
+                variants += [steps.Variant(reference, 1, p) for p in base_paths]
+            variants += [steps.Variant(kind, n, path) for path in paths for kind in args.variants
+                         if kind != reference for n in args.n]
             result["rows"] += steps.measure_group(variants, C, shape, device, args.repeats, args.warmup, _log)
         steps.add_ratios(result["rows"])
         floor.add_floor(result["rows"], bw, tokens, 2 * args.layers, gemm)

@@ -17,8 +17,8 @@ C; backward the gradient sum, read 2C, write C): ``(6n - 1) C`` extra
 elements per token and layer.
 
 That floor leaves out arithmetic, and at n = 4 the arithmetic is the larger
-bound: the maps' projection is a matmul of ``K x W`` per token (mHC: the
-flattened ``nC`` onto ``W = n^2 + 2n``; HC: each stream's ``C`` onto
+bound: the maps' projection is a matmul of ``K x W`` per token (each variant
+gives its own: mHC the flattened ``nC`` onto ``W = n^2 + 2n``, HC each stream's ``C`` onto
 ``n + 2``), ``2 K W`` FLOPs forward and twice that backward (``dx`` and
 ``dW``); the stream mixes ``H_pre x`` and ``H_res x + H_post^T y`` cost
 ``2 C (n^2 + 2n)`` forward and twice that backward. At mHC n = 4, C = 512
@@ -32,9 +32,11 @@ floors, what a perfectly fused implementation could reach.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from mhc_bench import variants
 from mhc_bench.bench.measure import interleaved_medians, median
 
 
@@ -48,14 +50,12 @@ def extra_bytes_per_step(n: int, d_model: int, tokens: int, residual_layers: int
     return extra_elements(n, d_model) * tokens * residual_layers * elem_bytes
 
 
-def extra_flops(variant: str, n: int, d_model: int) -> int:
-    """FLOPs of the extra ops per token and residual layer, forward + backward (Sinkhorn's ~n^2 iters
-    per token and the gates' elementwise math are left out: below 1 % of these at n >= 2)."""
-    if variant == "baseline" or n <= 1:
-        return 0
-    mix = 6 * d_model * (n * n + 2 * n)
-    maps = 6 * n * d_model * (n * n + 2 * n) if variant == "mhc" else 6 * n * d_model * (n + 2)
-    return maps + mix
+def extra_flops(variant: str, n: int, d_model: int, knobs: Any = None) -> int:
+    """FLOPs of the extra ops per token and residual layer, forward + backward, from the variant's own
+    model (:meth:`mhc_bench.variants.Variant.extra_flops`; its default knobs unless given). Sinkhorn's
+    ~n^2 iterations per token and the gates' elementwise math are left out: below 1 % at n >= 2."""
+    spec = variants.get(variant)
+    return spec.extra_flops(variants.parse_mixing(knobs if knobs is not None else variant), n, d_model)
 
 
 def matmul_gflops(device: torch.device, size: int = 1024, dtype: torch.dtype = torch.float32) -> float:

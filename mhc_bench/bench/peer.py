@@ -14,10 +14,11 @@ whole-layer ratio: at C = 512 the MLP alone is over half of the peer's time).
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from mhc_bench.bench.measure import SavedBytes, interleaved_medians, median
-from mhc_bench.dispatch import stream_ops_for
 from mhc_bench.model import MLP, ModelConfig, PreNorm, ResidualLayer
 
 
@@ -50,9 +51,10 @@ def peer_rows(
     for C in widths:
         for n in [m for m in ns if m > 1]:  # the peer swaps in a plain residual at n = 1
             torch.manual_seed(0)
-            cfg = ModelConfig(d_model=C, n_head=4, n_streams=n, variant="mhc", seq_len=seq_len)
+            cfg = ModelConfig(d_model=C, n_head=4, n_streams=n, mixing="mhc", seq_len=seq_len)
             branch = PreNorm(cfg, MLP(cfg)).to(device)
-            ours = {p: ResidualLayer(cfg, 0, branch, stream_ops_for(p)).to(device) for p in paths}
+            ours = {p: ResidualLayer(dataclasses.replace(cfg, kernels=p), 0, branch).to(device)
+                    for p in paths}
             peer = PeerMHC(n, dim=C, branch=branch, layer_index=0).to(device)
             x = torch.randn(batch, seq_len, n, C, device=device, requires_grad=True)
             x_peer = x.detach().permute(0, 2, 1, 3).reshape(batch * n, seq_len, C).requires_grad_(True)

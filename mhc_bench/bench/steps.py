@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mhc_bench import variants
 from mhc_bench.bench.measure import SavedBytes, interleaved_medians, median, state_bytes, sync
 from mhc_bench.model import GPT, ModelConfig
 
@@ -59,7 +60,7 @@ class StepRunner:
         torch.manual_seed(0)
         cfg = ModelConfig(
             vocab_size=shape.vocab, n_layer=shape.layers, d_model=d_model, n_head=shape.n_head,
-            seq_len=shape.seq_len, variant=variant.residual, n_streams=variant.n,
+            seq_len=shape.seq_len, mixing=variant.residual, n_streams=variant.n,
             kernels=variant.path, recompute=variant.recompute,
         )
         self.cfg = cfg
@@ -160,7 +161,8 @@ def add_ratios(rows: list[dict]) -> None:
     both ran in the same stretch of time); ``ratio_of_best`` the fastest repeat
     over the fastest repeat, the least disturbed number on a shared machine.
     """
-    base = {(r["d_model"], r["path"]): r for r in rows if r["variant"] == "baseline"}
+    reference = variants.reference().name
+    base = {(r["d_model"], r["path"]): r for r in rows if r["variant"] == reference}
     for r in rows:
         b = base.get((r["d_model"], baseline_path(r["path"])))
         r["baseline_path"] = b["path"] if b else None
@@ -176,7 +178,7 @@ def add_ratios(rows: list[dict]) -> None:
 
 
 def headline(rows: list[dict], n: int = 4) -> list[dict]:
-    """Per width: mHC and HC at ``n`` on their best path over the baseline on its best path.
+    """Per width: every variant at ``n`` on its best path over the baseline on its best path.
 
     "Best" is the lowest median step time among the measured paths (eager or
     compiled); also the default eager path (``fast``, what ``kernels: auto``
@@ -185,13 +187,14 @@ def headline(rows: list[dict], n: int = 4) -> list[dict]:
     out = []
     for d in sorted({r["d_model"] for r in rows}):
         at = [r for r in rows if r["d_model"] == d and not r["recompute"]]
-        base = [r for r in at if r["variant"] == "baseline"]
+        reference = variants.reference().name
+        base = [r for r in at if r["variant"] == reference]
         if not base:
             continue
         best_base = min(base, key=lambda r: r["step_time_ms"])
         entry: dict = {"d_model": d, "n": n, "baseline_path": best_base["path"],
                        "baseline_ms": best_base["step_time_ms"]}
-        for variant in ("mhc", "hc"):
+        for variant in sorted({r["variant"] for r in at} - {reference}):
             mine = [r for r in at if r["variant"] == variant and r["n"] == n]
             if not mine:
                 continue

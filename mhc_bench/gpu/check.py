@@ -77,12 +77,16 @@ def _cli(*args: str) -> list[str]:
 
 
 def _gpu_small_cells() -> tuple[str, str, dict[str, Any]]:
-    """Ids of the gpu-small baseline and first mHC cell, and the mHC cell's config."""
+    """Ids of the gpu-small reference (baseline) cell and of its first cell whose variant has fused
+    Triton maps (mHC), and that cell's config."""
+    from mhc_bench import variants
     from mhc_bench.workflow.grid import profile_cells
 
     cells = profile_cells("gpu-small")
-    base = next(cid for cid, c in cells.items() if c["grid"]["variant"] == "baseline")
-    mhc_id, mhc = next((cid, c) for cid, c in cells.items() if c["grid"]["variant"] == "mhc")
+    reference = variants.reference().name
+    base = next(cid for cid, c in cells.items() if c["grid"]["variant"] == reference)
+    mhc_id, mhc = next((cid, c) for cid, c in cells.items()
+                       if "triton" in variants.get(c["grid"]["variant"]).implementations)
     return base, mhc_id, mhc
 
 

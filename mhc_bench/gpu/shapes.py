@@ -60,12 +60,13 @@ def _bench_shapes(args: list[str]) -> list[Shape]:
 
 def profile_shapes(profile: str | Path) -> list[Shape]:
     """Every (n, C, dtypes) a profile's cells and its benchmark launch (mHC and HC rows, n > 1)."""
+    from mhc_bench import variants
     from mhc_bench.workflow.grid import cell_config, expand_grid, load_profile
 
     config = load_profile(profile)
     shapes = set()
     for row in expand_grid(config).to_dict("records"):
-        if row["variant"] == "baseline":
+        if variants.get(row["variant"]).single_stream:
             continue
         cell = cell_config(config, row)
         model, train = cell["model"], cell["train"]

@@ -3,10 +3,16 @@
 Grid values come from the cell's config (``config.yaml`` as trained, else ``cell.yaml``
 as asked), falling back to ``metrics.json`` when there is neither. ``scale`` is
 ``d<d_model>-b<n_layer>`` (width and transformer blocks; the paper's L counts residual layers,
-``residual_layers`` = 2 x blocks) and ``maps`` a label made from the ``model.maps`` list content
-(``none``, ``res``, ``res+pre``, ``res+pre+post``; ``-`` for the baseline, which has no
-maps), so the report never depends on the profile's names for map sets. Metric columns
-are the fields of :class:`mhc_bench.cellfolder.Metrics`.
+``residual_layers`` = 2 x blocks) and ``maps`` a label made from the learned maps' content
+(``none``, ``res``, ``res+pre``, ``res+pre+post``; ``-`` for a variant without maps, the
+baseline), so the report never depends on the profile's names for map sets; ``knobs`` lists
+the variant's other knobs that differ from their defaults (``sinkhorn_iters=5``). Metric
+columns are the fields of :class:`mhc_bench.cellfolder.Metrics`.
+
+Groups are *settings*: a cell's identity without its seed (``setting``, a hash:
+:func:`mhc_bench.train.config.setting_hash`), never a hand-picked subset of columns, so two
+cells that differ in anything but the seed never average; two cells of one setting with the
+same seed fail the report (:func:`check_settings`).
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from mhc_bench import variants
 from mhc_bench.cellfolder import Metrics
 from mhc_bench.definitions import PROBE_VERSION
+from mhc_bench.errors import UserError
 from mhc_bench.report.cells import Cell, Problem
 
 GRID_COLUMNS = [
@@ -32,9 +40,11 @@ GRID_COLUMNS = [
     "n_layer",
     "seed",
     "maps",
+    "knobs",
     "lr",
     "grad_clip",
     "mix_weight",
+    "setting",
     "residual_layers",
     "experiments",
     "steps",
@@ -44,11 +54,10 @@ GRID_COLUMNS = [
 
 
 class GroupKey(NamedTuple):
-    """Cells sharing these form one group; seeds vary inside a group.
+    """One group (setting) of cells, seeds varying inside it, with the columns tables show.
 
-    ``grad_clip`` and ``mix_weight`` (task-format text mixed into training) are part of the key
-    so that a frontier cell without clipping, or a downstream cell on mixed data, never averages
-    with a main cell at the same width, depth and learning rate.
+    ``setting`` decides the grouping; the other fields are what every cell of the group has in
+    common, for labels and for matching groups of different variants (:data:`COMPARE_KEY`).
     """
 
     variant: str
@@ -58,9 +67,14 @@ class GroupKey(NamedTuple):
     lr: float
     grad_clip: float
     mix_weight: float
+    knobs: str = ""
+    setting: str = ""
 
 
 GROUP_KEY = list(GroupKey._fields)
+# What a group of one variant shares with its counterpart of another (the same experiment cell
+# of the grid): everything but the variant, its knobs and the setting hash.
+COMPARE_KEY = ["n", "scale", "maps", "lr", "grad_clip", "mix_weight"]
 # Metrics fields that duplicate grid columns (checked against the config, not repeated).
 _GRID_IN_METRICS = {"cell_id": "cell_id", "variant": "variant", "n_streams": "n", "seed": "seed"}
 METRIC_KEYS = [k for k, f in Metrics.model_fields.items()
@@ -71,20 +85,13 @@ PROBE_COLUMNS = ("max_single_fwd", "max_single_bwd", "max_composite_fwd", "max_c
                  "final_stream_spread", "peak_max_composite_fwd", "peak_max_composite_bwd",
                  "peak_max_prefix_fwd")
 MAP_ORDER = ("res", "pre", "post")
-BASELINE_MAPS = "-"
-VARIANT_ORDER = {"baseline": 0, "hc": 1, "mhc": 2}
+BASELINE_MAPS = "-"  # the map label of a variant without maps (the baseline)
 
 
-def maps_label(maps: Any) -> str:
-    """``[]`` -> ``none``, ``["post", "res"]`` -> ``res+post`` (content, not the profile's name)."""
-    if maps is None or maps == "?":
-        return "?"
-    if isinstance(maps, str):
-        maps = [m for m in maps.replace("+", ",").split(",") if m.strip()]
-    items = [str(m).strip() for m in maps]
-    known = [m for m in MAP_ORDER if m in items]
-    extra = sorted({m for m in items if m not in MAP_ORDER})
-    return "+".join(known + extra) or "none"
+def variant_order(name: Any) -> int:
+    """Registry order: the reference first, then the built-ins, then plug-ins; unknown names last."""
+    known = variants.names()
+    return known.index(name) if name in known else len(known)
 
 
 def _num(value: Any) -> Any:
@@ -100,7 +107,11 @@ def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
         row.update(cell_id=cell.cell_id, name=None, variant=metrics.get("variant"), scale="?", maps="?",
                    n=_num(metrics.get("n_streams")), seed=_num(metrics.get("seed")))
         return row, []
+    from mhc_bench.train.config import setting_hash
+
     model, train = cfg.model, cfg.train
+    spec = variants.get(model.variant)
+    knobs = {k: v for k, v in model.mixing.non_default().items() if k != "maps"}
     row = {
         "cell_id": cell.cell_id,
         "name": cfg.name,
@@ -110,12 +121,13 @@ def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
         "d_model": model.d_model,
         "n_layer": model.n_layer,
         "seed": train.seed,
-        # The baseline has no maps: its list (the profile's "all") would mislead.
-        # Not "n/a": pandas reads that back as NaN.
-        "maps": BASELINE_MAPS if model.variant == "baseline" else maps_label(model.maps),
+        # A variant without maps (the baseline) gets "-", not "n/a": pandas reads that back as NaN.
+        "maps": spec.maps_label(model.mixing),
+        "knobs": " ".join(f"{k}={_knob_text(v)}" for k, v in sorted(knobs.items())),
         "lr": train.lr,
         "grad_clip": train.grad_clip,
         "mix_weight": cfg.data.mix_weight,  # share of task-format text mixed into training
+        "setting": setting_hash(cfg),
         "residual_layers": 2 * model.n_layer,  # the paper's L: attention and MLP are layers each
         # "+"-joined names of the profile's experiments this cell serves (main, depth, frontier...)
         "experiments": "+".join(cfg.experiments),
@@ -131,6 +143,23 @@ def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
             problems.append(Problem(cell.cell_id, "config/metrics mismatch",
                                     f"{key}: config {row[column]!r}, metrics.json {metrics[key]!r}"))
     return row, problems
+
+
+def _knob_text(value: Any) -> str:
+    return "+".join(map(str, value)) if isinstance(value, list) else f"{value:g}" if isinstance(
+        value, float) else str(value)
+
+
+def check_settings(frame: pd.DataFrame) -> None:
+    """Two cells of one setting must not share a seed (they would average as if they were two)."""
+    if frame.empty or "setting" not in frame or "seed" not in frame:
+        return
+    keyed = frame.dropna(subset=["setting"])
+    clash = keyed[keyed.duplicated(["setting", "seed"], keep=False)]
+    if not clash.empty:
+        cells = ", ".join(sorted(clash["cell_id"].astype(str)))
+        raise UserError(f"cells {cells} have the same setting and seed: one of them is a copy or was "
+                        "trained under other defaults; remove the stale one before building the report")
 
 
 def eval_scores(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -207,6 +236,7 @@ def build_frame(cells: list[Cell]) -> tuple[pd.DataFrame, list[Problem]]:
     evals = sorted(c for c in frame.columns if c.startswith("eval.") or c == "eval_status")
     rest = sorted(c for c in frame.columns if c not in fixed and c not in evals)
     frame = frame[fixed + rest + evals].sort_values("cell_id", kind="stable").reset_index(drop=True)
+    check_settings(frame)
     return frame, problems
 
 
@@ -238,9 +268,10 @@ def fmt_float(value: Any) -> str:
 
 
 def group_label(key: GroupKey) -> str:
-    """``mhc n=4 d64-b2 res+pre+post lr=0.001 clip=1 mix=0`` for a group key."""
+    """``mhc n=4 d64-b2 res+pre+post lr=0.001 clip=1 mix=0`` (plus knobs) for a group key."""
     n_txt = "?" if pd.isna(key.n) else int(key.n)
-    return (f"{key.variant} n={n_txt} {key.scale} {key.maps} lr={fmt_float(key.lr)} "
+    knobs = f" {key.knobs}" if isinstance(key.knobs, str) and key.knobs else ""
+    return (f"{key.variant} n={n_txt} {key.scale} {key.maps}{knobs} lr={fmt_float(key.lr)} "
             f"clip={fmt_float(key.grad_clip)} mix={fmt_float(key.mix_weight)}")
 
 
@@ -250,6 +281,8 @@ def short_label(key: GroupKey) -> str:
     parts = [str(key.variant), f"n={n_txt}", str(key.scale)]
     if key.maps not in (BASELINE_MAPS, "res+pre+post"):
         parts.append(str(key.maps))
+    if isinstance(key.knobs, str) and key.knobs:
+        parts.append(key.knobs)
     if not pd.isna(key.mix_weight) and key.mix_weight > 0:
         parts.append(f"mix={fmt_float(key.mix_weight)}")
     return " ".join(parts)
@@ -261,21 +294,37 @@ def _num_order(value: Any) -> float:
 
 def group_order(key: GroupKey) -> tuple[Any, ...]:
     """Baseline, hc, mhc; then n, scale (numbers as numbers), map set, lr, clip, mixing."""
-    return (VARIANT_ORDER.get(key.variant, 9), str(key.variant), _num_order(key.n), scale_key(key.scale),
+    return (variant_order(key.variant), str(key.variant), _num_order(key.n), scale_key(key.scale),
             MAPS_RANK.get(key.maps, 9), str(key.maps), _num_order(key.lr), _num_order(key.grad_clip),
-            _num_order(key.mix_weight))
+            _num_order(key.mix_weight), _knob_order(key.knobs))
+
+
+def _knob_order(knobs: Any) -> tuple[Any, ...]:
+    """``sinkhorn_iters=5`` sorts before ``sinkhorn_iters=20`` (numbers compared as numbers)."""
+    text = knobs if isinstance(knobs, str) else ""
+    return tuple((0, float(p), "") if re.fullmatch(r"-?[\d.]+(e-?\d+)?", p) else (1, 0.0, p)
+                 for p in re.split(r"[= ]", text) if p)
 
 
 def sorted_groups(frame: pd.DataFrame) -> list[tuple[GroupKey, pd.DataFrame]]:
-    """Groups of ``GroupKey`` in a stable, readable order (see :func:`group_order`)."""
+    """The settings' groups (:class:`GroupKey`) in a stable, readable order (see :func:`group_order`).
+
+    Cells group by ``setting``; a cell without one (no config, or an older summary) groups by the
+    key's columns instead.
+    """
     if frame.empty:
         return []
     keyed = frame.copy()
     keyed["variant"] = keyed["variant"].fillna("?")
     for column in GROUP_KEY:  # frames from older summaries may lack a key column
         if column not in keyed:
-            keyed[column] = math.nan
-    groups = [(GroupKey(*key), rows) for key, rows in keyed.groupby(GROUP_KEY, dropna=False, sort=False)]
+            keyed[column] = "" if column in ("knobs", "setting") else math.nan
+    keyed["knobs"] = keyed["knobs"].astype(object).fillna("")
+    fallback = keyed[GROUP_KEY[:-1]].map(str).agg("|".join, axis=1)
+    keyed["setting"] = keyed["setting"].fillna("").astype(str)
+    keyed["_group"] = keyed["setting"].where(keyed["setting"] != "", "?" + fallback)
+    groups = [(GroupKey(*rows.iloc[0][GROUP_KEY]), rows.drop(columns="_group"))
+              for _, rows in keyed.groupby("_group", dropna=False, sort=False)]
     return sorted(groups, key=lambda item: group_order(item[0]))
 
 

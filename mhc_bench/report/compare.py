@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from mhc_bench.report.aggregate import GROUP_KEY, GroupKey, by_seed, scale_key, sorted_groups
+from mhc_bench import variants
+from mhc_bench.report.aggregate import COMPARE_KEY, GroupKey, by_seed, scale_key, sorted_groups
 from mhc_bench.report.stats import Estimate, difference, estimate
 
 # Experiments a profile's grid blocks can serve, and what they settle (workflows/config/*.yaml).
@@ -66,10 +67,19 @@ def select(rows: pd.DataFrame, **equal: Any) -> pd.DataFrame:
     return rows[mask]
 
 
+def reference_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The reference variant's cells (the plain residual network every gap is measured against)."""
+    return frame[frame["variant"] == variants.reference().name]
+
+
+def is_reference(variant: object) -> bool:
+    return variant == variants.reference().name
+
+
 def baseline_rows(frame: pd.DataFrame, key: GroupKey) -> pd.DataFrame:
     """Baseline cells for a group: same scale and training data; the same learning rate and
     clipping when the profile has them, else any (the tables' notes say so)."""
-    base = select(frame[frame["variant"] == "baseline"], scale=key.scale, mix_weight=key.mix_weight)
+    base = select(reference_rows(frame), scale=key.scale, mix_weight=key.mix_weight)
     same = select(base, lr=key.lr, grad_clip=key.grad_clip)
     return same if not same.empty else base
 
@@ -83,12 +93,12 @@ def loss_gap(
 
 
 def matched(rows: pd.DataFrame, variant: str, reference: str) -> tuple[pd.DataFrame, pd.DataFrame, list]:
-    """Cells of both variants restricted to the group settings (all key fields but the variant)
-    that both have: ``(variant's, reference's, common settings)``."""
+    """Cells of both variants restricted to the grid cells (:data:`COMPARE_KEY`: all but the variant
+    and its knobs) that both have: ``(variant's, reference's, common settings)``."""
     a, b = rows[rows["variant"] == variant], rows[rows["variant"] == reference]
-    keys = [k for k in GROUP_KEY if k != "variant"]
-    common = sorted(set(map(tuple, a[keys].astype(str).values)) & set(map(tuple, b[keys].astype(str).values)))
-    mask = lambda df: df[keys].astype(str).apply(tuple, axis=1).isin(common)  # noqa: E731
+    keys = COMPARE_KEY
+    common = sorted(set(map(tuple, a[keys].map(str).values)) & set(map(tuple, b[keys].map(str).values)))
+    mask = lambda df: df[keys].map(str).apply(tuple, axis=1).isin(common)  # noqa: E731
     return (a[mask(a)] if common else a.iloc[0:0]), (b[mask(b)] if common else b.iloc[0:0]), common
 
 

@@ -16,15 +16,15 @@ import pandas as pd
 from mhc_bench.report import depth as dep
 from mhc_bench.report import frontier as fr
 from mhc_bench.report import paper
-from mhc_bench.report.aggregate import VARIANT_ORDER, sorted_groups
-from mhc_bench.report.compare import in_experiment, loss_gap, trained
+from mhc_bench.report.aggregate import sorted_groups, variant_order
+from mhc_bench.report.compare import in_experiment, is_reference, loss_gap, trained
 from mhc_bench.report.perf_model import LABEL, PerfModel
 from mhc_bench.report.stats import fmt_estimate, fmt_num
 from mhc_bench.report.tables import Table, diverged_text, group_cols
 
 
 def _variants(rows: pd.DataFrame) -> list[str]:
-    return sorted({str(v) for v in rows["variant"].dropna()}, key=lambda v: (VARIANT_ORDER.get(v, 9), v))
+    return sorted({str(v) for v in rows["variant"].dropna()}, key=lambda v: (variant_order(v), v))
 
 
 def _none(title: str, experiment: str) -> Table:
@@ -170,10 +170,11 @@ def n_sweep_table(frame: pd.DataFrame) -> Table:
         return _none(title, "n_sweep")
     out = []
     for key, group in sorted_groups(rows):
-        if key.variant == "baseline":
+        if is_reference(key.variant):
             continue
         gap = loss_gap(frame, group, key)
-        reported = paper.N_GAPS.get(int(key.n)) if key.variant == "mhc" and not pd.isna(key.n) else None
+        proposed = key.variant == paper.PROPOSED and not pd.isna(key.n)
+        reported = paper.N_GAPS.get(int(key.n)) if proposed else None
         out.append({**group_cols(key), "cells": len(trained(group)), "diverged": diverged_text(group),
                     "gap vs baseline": fmt_estimate(gap, 4, signed=True),
                     "paper gap (mHC)": "—" if reported is None else f"{reported:+.3f}"})

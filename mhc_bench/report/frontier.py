@@ -163,6 +163,5 @@ def variant_rows(rows: pd.DataFrame, variant: str) -> list[tuple[int, pd.DataFra
     """One variant's cells in a frontier series, per n (full map set only: the frontier compares
     whole variants)."""
     mine = rows[rows["variant"] == variant]
-    if variant != "baseline":
-        mine = mine[mine["maps"] == "res+pre+post"]
+    mine = mine[mine["maps"].isin(["res+pre+post", "-"])]  # "-": a variant without maps
     return [(int(n), g) for n, g in mine.groupby("n", sort=True) if not pd.isna(n)]

@@ -30,11 +30,11 @@ from mhc_bench.report import paper
 from mhc_bench.report.aggregate import (
     BASELINE_MAPS,
     GROUP_KEY,
-    VARIANT_ORDER,
     GroupKey,
     eval_tasks,
     fmt_float,
     sorted_groups,
+    variant_order,
 )
 from mhc_bench.report.cells import Cell
 from mhc_bench.report.compare import completed, in_experiment, loss_gap, trained
@@ -260,7 +260,8 @@ def accuracy_by_n(frame: pd.DataFrame, out: Path) -> Path:
         for key, rows in sorted_groups(frame):
             est = estimate(rows[col]) if col in rows else estimate([])
             if est.n:
-                lines.setdefault(key._replace(n=0), []).append((float(key.n), est.mean, est.half or 0.0))
+                point = (float(key.n), est.mean, est.half or 0.0)
+                lines.setdefault(key._replace(n=0, setting=""), []).append(point)
         for line, pts in lines.items():
             pts.sort()
             ax.errorbar(
@@ -284,7 +285,7 @@ def accuracy_by_n(frame: pd.DataFrame, out: Path) -> Path:
 
 
 def _variants(rows: pd.DataFrame) -> list[str]:
-    return sorted({str(v) for v in rows["variant"].dropna()}, key=lambda v: (VARIANT_ORDER.get(v, 9), v))
+    return sorted({str(v) for v in rows["variant"].dropna()}, key=lambda v: (variant_order(v), v))
 
 
 def gain_vs_depth(frame: pd.DataFrame, out: Path) -> Path:
@@ -379,7 +380,7 @@ def loss_gap_vs_n(frame: pd.DataFrame, out: Path) -> Path:
             continue
         gap = loss_gap(frame, group, key)
         if gap.n:
-            lines.setdefault(key._replace(n=0), []).append((float(key.n), gap))
+            lines.setdefault(key._replace(n=0, setting=""), []).append((float(key.n), gap))
     for line, pts in lines.items():
         pts.sort(key=lambda p: p[0])
         band = Band(np.array([p[0] for p in pts]), np.array([p[1].mean for p in pts]),

@@ -23,6 +23,7 @@ import pandas as pd
 from mhc_bench.report import depth as dep
 from mhc_bench.report import frontier as fr
 from mhc_bench.report.aggregate import (
+    COMPARE_KEY,
     bench_environment,
     by_seed,
     eval_tasks,
@@ -34,6 +35,7 @@ from mhc_bench.report.compare import (
     diverged,
     gap_estimates,
     in_experiment,
+    is_reference,
     loss_gap,
     matched,
     select,
@@ -458,7 +460,10 @@ def ablation_order(ev: Evidence, variant: str | None, order: list[str], res_shar
     cells = _trained(ev, experiment=experiment)
     if cells.empty:
         return no_experiment(ev, experiment)
-    rows = cells[cells["variant"] != "baseline"] if variant is None else cells[cells["variant"] == variant]
+    if variant is None:
+        rows = cells[~cells["variant"].map(is_reference)]
+    else:
+        rows = cells[cells["variant"] == variant]
     rows = rows[rows["maps"].isin(order)]
     everyone = _trained(ev)
     verdicts, parts, reasons, used = [], [], [], []
@@ -544,8 +549,8 @@ def downstream_beats(
     rival_compared = 0
     for key, group in sorted_groups(rows):
         others = {baseline: baseline_rows(cells, key),
-                  rival: select(cells[cells["variant"] == rival], **{k: v for k, v in key._asdict().items()
-                                                                     if k != "variant"})}
+                  rival: select(cells[cells["variant"] == rival],
+                                **{k: getattr(key, k) for k in COMPARE_KEY})}
         used.extend(others.values())
         for task in tasks:
             col = f"eval.{task}"

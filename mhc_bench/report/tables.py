@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from mhc_bench import variants
 from mhc_bench.report import paper
 from mhc_bench.report.aggregate import MAPS_RANK, GroupKey, eval_tasks, fmt_float, group_order, sorted_groups
 from mhc_bench.report.compare import (
@@ -23,6 +24,7 @@ from mhc_bench.report.compare import (
     completed,
     experiments_of,
     in_experiment,
+    is_reference,
     loss_gap,
     mean,
     trained,
@@ -72,7 +74,7 @@ def overhead_table(frame: pd.DataFrame) -> Table:
         base = trained(baseline_rows(frame, key))
         step, base_step = mean(rows_t, "step_time_ms"), mean(base, "step_time_ms")
         ratio = step / base_step if base_step and not math.isnan(base_step) else math.nan
-        full = key.variant == "mhc" and key.n == 4 and key.maps == "res+pre+post"
+        full = key.variant == paper.PROPOSED and key.n == 4 and key.maps == "res+pre+post" and not key.knobs
         out.append(
             {
                 **group_cols(key),
@@ -110,7 +112,8 @@ def bench_table(bench: dict[str, Any] | None) -> Table | None:
                 "tokens/s": fmt_num(r.get("tokens_per_s"), 0),
                 "peak mem MB": fmt_num(r.get("peak_mem_mb"), 0),
                 "ratio to baseline": "—" if ratio is None else f"{ratio:.3f} ({ratio - 1:+.1%})",
-                "paper": f"+{paper.OVERHEAD:.1%}" if r.get("variant") == "mhc" and r.get("n") == 4 else "—",
+                "paper": f"+{paper.OVERHEAD:.1%}" if r.get("variant") == paper.PROPOSED and r.get("n") == 4
+                else "—",
             }
         )
     frame = pd.DataFrame(rows)
@@ -182,7 +185,7 @@ def accuracy_table(frame: pd.DataFrame) -> Table:
     out = []
     for key, rows in sorted_groups(frame):
         done = completed(rows)
-        gap = loss_gap(frame, rows, key) if key.variant != "baseline" else None
+        gap = loss_gap(frame, rows, key) if not is_reference(key.variant) else None
         out.append(
             {
                 **group_cols(key),
@@ -242,23 +245,30 @@ def downstream_table(frame: pd.DataFrame) -> Table:
     return Table("Accuracy: downstream tasks", pd.DataFrame(out), notes)
 
 
-ABLATION_ROLE = {"hc": "paper's Table 1 (HC)", "mhc": "extension (mHC)"}
+
+
+def _role(variant: str) -> str:
+    return "paper's Table 1" if variant == paper.ABLATED else "extension"
+
+
+def _label(variant: str) -> str:
+    return variants.get(variant).label if variant in variants.names() else variant
 
 
 def ablation_table(frame: pd.DataFrame) -> Table:
     """Loss gap vs baseline per map set (Table 1 analogue) over the ablation experiment's cells: HC's
     rows first (the paper ablates HC), then mHC's (an extension)."""
     cells = in_experiment(frame, "ablation")
-    groups = [(k, r) for k, r in sorted_groups(cells) if k.variant != "baseline"]
+    groups = [(k, r) for k, r in sorted_groups(cells) if not is_reference(k.variant)]
     groups.sort(key=lambda item: (group_order(item[0]._replace(maps="")), MAPS_RANK.get(item[0].maps, 9)))
     out = []
     for key, rows in groups:
         gap = loss_gap(frame, rows, key)
-        reported = paper.ABLATION.get(key.maps) if key.variant == "hc" else None
+        reported = paper.ABLATION.get(key.maps) if key.variant == paper.ABLATED else None
         spread = trained(rows).get("final_stream_spread", pd.Series(dtype=float))
         out.append(
             {
-                "rows": ABLATION_ROLE.get(key.variant, key.variant),
+                "rows": f"{_role(key.variant)} ({_label(key.variant)})",
                 **group_cols(key),
                 "cells": _cells_text(rows),
                 "val loss": fmt_estimate(estimate(completed(rows).get("final_val_loss", []))),

@@ -5,10 +5,17 @@ impossible value fails before any data is prepared or any model is built, with
 an error that names the key (``model.n_streams``, ``train.lr``, ...).
 
 The ``model`` section mirrors :class:`mhc_bench.model.ModelConfig` field for
-field (generated from the dataclass, so the two cannot drift); cross-field
-rules (``d_model % n_head``, ``n_streams == 1`` for the baseline) are checked
-by building the real ``ModelConfig``. ``model.vocab_size`` left ``null`` is
+field (generated from the dataclass, so the two cannot drift); ``model.mixing``
+validates against the knobs of the variant it names (:mod:`mhc_bench.variants`);
+cross-field rules (``d_model % n_head``, ``n_streams == 1`` for the baseline) are
+checked by building the real ``ModelConfig``. ``model.vocab_size`` left ``null`` is
 taken from the prepared data.
+
+A cell's identity (:func:`identity`, hashed into its id) holds only what changes the
+experiment, and of that only what differs from its default, so adding a knob keeps
+every existing id; execution settings (:data:`EXECUTION_MODEL`, :data:`EXECUTION_TRAIN`)
+are outside it (every kernel path computes the same numbers; ``metrics.json`` records
+which ran).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
+from mhc_bench import variants
 from mhc_bench.data import DataConfig
 from mhc_bench.errors import UserError
 from mhc_bench.model import ModelConfig
@@ -31,9 +39,12 @@ _STRICT = ConfigDict(extra="forbid")
 # Range checks on ModelConfig fields that pydantic can report at the field's own key.
 _MODEL_BOUNDS: dict[str, dict[str, Any]] = {
     "n_layer": {"ge": 1}, "d_model": {"ge": 1}, "n_head": {"ge": 1}, "seq_len": {"ge": 1},
-    "n_streams": {"ge": 1}, "sinkhorn_iters": {"ge": 1}, "dropout": {"ge": 0.0, "lt": 1.0},
-    "recompute": {"ge": -1},
+    "n_streams": {"ge": 1}, "dropout": {"ge": 0.0, "lt": 1.0}, "recompute": {"ge": -1},
 }
+# Settings that decide how a cell runs, not what it computes: outside its identity (and id).
+# ``train.devices`` stays inside: with DDP it multiplies the global batch.
+EXECUTION_MODEL = ("kernels", "recompute")
+EXECUTION_TRAIN = ("ckpt_every", "num_threads", "accelerator", "strategy")
 
 
 class ConfigError(UserError, ValueError):
@@ -47,8 +58,10 @@ def _model_section_fields() -> dict[str, Any]:
         annotation: Any = f.type
         if f.name == "vocab_size":
             annotation, default = int | None, None
-        elif f.name == "maps":
-            annotation, default = list[Literal["res", "pre", "post"]], list(default)
+        elif f.name == "mixing":
+            annotation = variants.mixing_type()
+            fields[f.name] = (annotation, Field(default_factory=lambda d=default: variants.parse_mixing(d)))
+            continue
         fields[f.name] = (annotation, Field(default=default, **_MODEL_BOUNDS.get(f.name, {})))
     return fields
 
@@ -66,13 +79,22 @@ class _ModelBase(BaseModel):
             raise PydanticCustomError("model_config", "{field}: {msg}", {"field": field, "msg": msg}) from err
         return self
 
+    @property
+    def variant(self) -> str:
+        """The variant's name (``mixing.kind``)."""
+        return self.mixing.kind  # type: ignore[attr-defined]
+
+    @property
+    def maps(self) -> tuple[str, ...]:
+        """The learned maps (empty for a variant without maps)."""
+        return tuple(getattr(self.mixing, "maps", ()))  # type: ignore[attr-defined]
+
     def to_model_config(self, vocab_size: int | None = None) -> ModelConfig:
         """The validated ``ModelConfig``; ``vocab_size`` fills a ``null`` vocab size."""
-        values = self.model_dump()
+        values = dict(self)
         values["vocab_size"] = values["vocab_size"] or vocab_size
         if values["vocab_size"] is None:
             raise ValueError("vocab_size is null: pass the prepared data's vocab size")
-        values["maps"] = tuple(values["maps"])
         return ModelConfig(**values)
 
 
@@ -172,6 +194,8 @@ def format_validation_error(err: ValidationError) -> str:
     lines = []
     for item in err.errors():
         loc = [str(part) for part in item["loc"]]
+        # A variant's knobs are checked in a union tagged by its name: the tag is not a key.
+        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "mixing" and p in variants.names())]
         field = (item.get("ctx") or {}).get("field")
         if field:
             loc.append(field)
@@ -212,37 +236,62 @@ def load_cell_config(path: str | Path) -> CellConfig:
         raise ConfigError(f"invalid cell config {path}: {err}") from None
 
 
-def _hash_payload(cfg: CellConfig) -> dict[str, Any]:
-    payload = cfg.model_dump(mode="json",
-                             exclude={"tracking", "name", "profile", "experiments", "resolved", "data"})
-    # The data's fingerprint, not its spelling: a corpus path written two ways is one dataset.
-    payload["data"] = cfg.data.fingerprint()
+def _non_default(section: BaseModel, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    values = section.model_dump(mode="json", exclude={"mixing", *exclude})
+    defaults = type(section)().model_dump(mode="json", exclude={"mixing", *exclude})
+    return {k: v for k, v in values.items() if v != defaults[k]}
+
+
+def identity(cfg: CellConfig) -> dict[str, Any]:
+    """What the cell computes: settings that differ from their defaults, minus execution settings.
+
+    Labels (name, profile, experiments), tracking and resolved values are not part of it; the
+    data enters by its fingerprint, not its spelling (a corpus path written two ways is one
+    dataset). A vocabulary taken from the data counts as the input said it: "from data".
+    """
+    model = _non_default(cfg.model, EXECUTION_MODEL)
     if cfg.resolved is not None and cfg.resolved.vocab_from_data:
-        payload["model"]["vocab_size"] = None  # the input said "from data": hash what it said
-    return payload
+        model.pop("vocab_size", None)
+    mixing = cfg.model.mixing
+    model["mixing"] = {"kind": mixing.kind, **mixing.non_default()}
+    return {"model": model, "train": _non_default(cfg.train, EXECUTION_TRAIN), "data": cfg.data.fingerprint()}
+
+
+def setting(cfg: CellConfig) -> dict[str, Any]:
+    """The cell's identity without its seed: what the cells of one group (seeds) share."""
+    ident = identity(cfg)
+    ident["train"].pop("seed", None)
+    return ident
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def config_hash(cfg: CellConfig) -> str:
-    """sha256 of the config (labels, tracking and resolved values excluded), 16 hex digits.
+    """sha256 of :func:`identity`, 16 hex digits. Computable without preparing data, so a
+    workflow can list cell ids cheaply."""
+    return _digest(identity(cfg))
 
-    Computable without preparing data, so a workflow can list cell ids cheaply.
-    """
-    blob = json.dumps(_hash_payload(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+def setting_hash(cfg: CellConfig) -> str:
+    """sha256 of :func:`setting`, 16 hex digits: equal for the seeds of one setting."""
+    return _digest(setting(cfg))
 
 
 def cell_id(cfg: CellConfig) -> str:
     """Readable id plus a short hash, e.g. ``mhc-n4-d128-b6-lr3e-03-s0-1a2b3c``.
 
     ``b`` counts transformer blocks (the paper's L counts residual layers, two per block).
-    Ablation cells (fewer than three learned maps, not the baseline) name their maps, e.g.
-    ``mhc-n4-d128-b6-res+pre-lr3e-03-s0-...`` (``nomaps`` when none is learned); cells
-    trained without gradient clipping say ``noclip``, on mixed-in task text ``mix0.2``.
+    The variant adds its knobs that differ from their defaults (:meth:`Variant.id_parts`):
+    an ablation names its map set (``mhc-n4-d128-b6-res+pre-...``, ``nomaps`` when none is
+    learned), a Sinkhorn sweep its iterations (``it5``); cells trained without gradient
+    clipping say ``noclip``, on mixed-in task text ``mix0.2``.
     """
     m, t = cfg.model, cfg.train
-    parts = [m.variant, f"n{m.n_streams}", f"d{m.d_model}", f"b{m.n_layer}"]
-    if m.variant != "baseline" and len(m.maps) < 3:
-        parts.append("+".join(m.maps) or "nomaps")
+    parts = [m.mixing.kind, f"n{m.n_streams}", f"d{m.d_model}", f"b{m.n_layer}"]
+    parts += variants.get(m.mixing.kind).id_parts(m.mixing)
     parts.append(f"lr{t.lr:.0e}")
     if t.grad_clip == 0:
         parts.append("noclip")

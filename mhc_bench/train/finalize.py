@@ -36,6 +36,17 @@ def evaluate_loss(model: Any, batches: list, precision: str) -> float:
     return total / len(batches)
 
 
+def execution_settings(cfg: CellConfig) -> dict[str, Any]:
+    """The settings outside the cell's identity (how it ran), with the threads torch used."""
+    from mhc_bench.train.config import EXECUTION_MODEL, EXECUTION_TRAIN
+
+    out: dict[str, Any] = {k: getattr(cfg.model, k) for k in EXECUTION_MODEL}
+    out.update({k: getattr(cfg.train, k) for k in EXECUTION_TRAIN})
+    out["devices"] = cfg.train.devices
+    out["torch_threads"] = torch.get_num_threads()
+    return out
+
+
 def final_metrics(cfg: CellConfig, ref: tracking.RunRef, steps_done: int, module: GPTModule,
                   monitor: TrainingMonitor, val_loss: float, gains: dict[str, Any],
                   train_tokens: int) -> cf.Metrics:
@@ -67,6 +78,8 @@ def final_metrics(cfg: CellConfig, ref: tracking.RunRef, steps_done: int, module
         "max_grad_norm_maps": monitor.max_grad_norm_maps,
         "spike_count": monitor.spikes.count,
         "n_params": module.model.num_params(),
+        "kernel_paths": module.model.kernel_paths(module.device.type),
+        "execution": execution_settings(cfg),
         "mlflow_run_id": ref.run_id,
         "mlflow_tracking_uri": ref.tracking_uri,
         "mlflow_experiment": ref.experiment,

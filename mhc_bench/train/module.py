@@ -16,23 +16,25 @@ from mhc_bench.model import GPT, ModelConfig
 from mhc_bench.train.config import TrainSection
 from mhc_bench.train.data import Batch
 from mhc_bench.train.schedule import lr_multiplier
+from mhc_bench.variants import Variant
 
-_NO_DECAY_MAP_LEAVES = ("b_pre", "b_post", "b_res", "s_pre", "s_post", "s_res")
 
+def uses_weight_decay(
+    name: str, param: torch.nn.Parameter, variant: Variant, decay_map_projections: bool
+) -> bool:
+    """Decay matrices only (dim >= 2): not norms, biases, gates, nor the variant's static maps.
 
-def uses_weight_decay(name: str, param: torch.nn.Parameter, decay_map_projections: bool) -> bool:
-    """Decay matrices only (dim >= 2): not norms, biases, gates, nor the static map biases.
-
-    ``b_res`` (mHC) and ``s_res`` (HC) are n x n matrices but are *static maps*: decaying
-    them would pull H_res towards 0 instead of towards the identity, so they are excluded
-    by name. The dynamic projections ``phi`` (mHC) and ``w`` (HC) follow
-    ``decay_map_projections`` (default: decayed like any weight matrix).
+    A static H_res (mHC's ``b_res``, HC's ``s_res``) is an n x n matrix but decaying it would pull
+    H_res towards 0 instead of towards its start, so each variant names its never-decayed
+    parameters (:attr:`Variant.no_decay`). Its dynamic projections (:attr:`Variant.projections`:
+    mHC's ``phi``, HC's ``w``) follow ``decay_map_projections`` (default: decayed like any weight
+    matrix); any other matrix inside the maps is not decayed.
     """
     leaf = name.rsplit(".", 1)[-1]
-    if param.dim() < 2 or leaf in _NO_DECAY_MAP_LEAVES:
+    if param.dim() < 2 or leaf in variant.no_decay:
         return False
     if ".maps." in f".{name}":
-        return decay_map_projections and leaf in ("phi", "w")
+        return decay_map_projections and leaf in variant.projections
     return True
 
 
@@ -71,7 +73,8 @@ class GPTModule(L.LightningModule):
         cfg = self.train_cfg
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
-            (decay if uses_weight_decay(name, p, cfg.decay_map_projections) else no_decay).append(p)
+            decayed = uses_weight_decay(name, p, self.model.cfg.spec, cfg.decay_map_projections)
+            (decay if decayed else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": cfg.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)

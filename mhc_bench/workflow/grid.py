@@ -2,9 +2,12 @@
 
 A profile (``workflows/config/<name>.yaml``, typed by :class:`~mhc_bench.workflow.profile.Profile`)
 declares blocks of a grid, each the product of its lists (variant x n x scale x seed x maps x
-lr x data); the union of blocks minus the ``exclude`` rows is the grid. The baseline exists
-only at n = 1 with no maps, so baseline rows are folded onto ``n=1, maps=res+pre+post`` and
-de-duplicated. A cell produced by several blocks serves all of their experiments.
+lr x data x the block's knob axes); the union of blocks minus the ``exclude`` rows is the grid.
+A value that a variant cannot take is folded, then rows are de-duplicated: a single-stream
+variant (the baseline) exists only at n = 1, a variant without maps only at
+``maps=res+pre+post``, a variant without a knob only at that knob's default (``None`` in the
+knob's column ``mixing.<knob>``). A cell produced by several blocks serves all of their
+experiments.
 
 Why not ``snakemake.utils.Paramspace`` patterns: the cell id is the one the trainer derives
 from the resolved config (readable part + config hash, see
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from mhc_bench.paths import PROJECT_ROOT, require_checkout
 
 PROFILE_DIR = PROJECT_ROOT / "workflows" / "config"
 GRID_COLUMNS = ("variant", "n", "scale", "seed", "maps", "lr", "data")
+KNOB_PREFIX = "mixing."  # knob axis columns: mixing.<knob>
 
 
 class ProfileError(UserError, ValueError):
@@ -41,6 +46,19 @@ def profile_path(name_or_path: str | Path) -> Path:
         return path
     require_checkout()
     return PROFILE_DIR / f"{name_or_path}.yaml"
+
+
+def write_schema(path: Path) -> str:
+    """Write the profile JSON Schema of the registered variants to ``path``; its absolute path."""
+    from mhc_bench.workflow.profile import schema_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = schema_text()
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return str(path.resolve())
 
 
 def known_profiles() -> list[str]:
@@ -69,25 +87,48 @@ def load_profile(name_or_path: str | Path) -> dict[str, Any]:
     return validate_profile(raw)
 
 
+def knob_axes(config: dict[str, Any]) -> list[str]:
+    """Every knob that some grid block sweeps, in first-seen order."""
+    return list(dict.fromkeys(k for block in config["grid"] for k in block.get("mixing", {})))
+
+
+def _fold(row: dict[str, Any]) -> dict[str, Any]:
+    """Values a variant cannot take become the one it has (see the module docstring)."""
+    from mhc_bench import variants
+    from mhc_bench.workflow.profile import ALL_MAPS, has_knob
+
+    spec = variants.get(row["variant"])
+    if spec.single_stream:
+        row["n"] = 1
+    if not has_knob(row["variant"], "maps"):
+        row["maps"] = ALL_MAPS
+    for column in row:
+        if column.startswith(KNOB_PREFIX) and not has_knob(row["variant"], column[len(KNOB_PREFIX):]):
+            row[column] = None
+    return row
+
+
 def expand_grid(config: dict[str, Any]) -> pd.DataFrame:
-    """The grid as a DataFrame (``GRID_COLUMNS``, ``experiments``, ``evaluate``), one row per cell."""
-    from mhc_bench.workflow.profile import ALL_MAPS, Exclude
+    """The grid as a DataFrame (``GRID_COLUMNS``, knob axes, ``experiments``, ``evaluate``), a row a cell."""
+    from mhc_bench.workflow.profile import Exclude
 
     excludes = [Exclude.model_validate(ex) for ex in config["exclude"]]
+    knobs = [KNOB_PREFIX + k for k in knob_axes(config)]
+    columns = [*GRID_COLUMNS, *knobs]
     rows: dict[tuple, dict[str, Any]] = {}
     for block in config["grid"]:
-        for values in itertools.product(*(block[c] for c in GRID_COLUMNS)):
-            row = dict(zip(GRID_COLUMNS, values, strict=True))
-            if row["variant"] == "baseline":
-                row["n"], row["maps"] = 1, ALL_MAPS
+        axes = [block[c] for c in GRID_COLUMNS] + [block.get("mixing", {}).get(k[len(KNOB_PREFIX):], [None])
+                                                   for k in knobs]
+        for values in itertools.product(*axes):
+            row = _fold(dict(zip(columns, values, strict=True)))
             if any(ex.matches({**row, "experiment": block["experiment"]}) for ex in excludes):
                 continue
-            key = tuple(row[c] for c in GRID_COLUMNS)
+            key = tuple(json.dumps(row[c], sort_keys=True) for c in columns)
             entry = rows.setdefault(key, {**row, "experiments": [], "evaluate": False})
             if block["experiment"] not in entry["experiments"]:
                 entry["experiments"].append(block["experiment"])
             entry["evaluate"] = entry["evaluate"] or block["evaluate"]
-    frame = pd.DataFrame(list(rows.values()), columns=[*GRID_COLUMNS, "experiments", "evaluate"])
+    frame = pd.DataFrame(list(rows.values()), columns=[*columns, "experiments", "evaluate"])
     return frame.astype({"n": int, "seed": int, "evaluate": bool})
 
 
@@ -103,10 +144,26 @@ def tracking_uri(config: dict[str, Any]) -> str:
     return resolve_uri(config["tracking_uri"], results_root(config))
 
 
+def cell_mixing(config: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """``model.mixing`` of one grid row: the profile's knobs for its variant, then the row's axes."""
+    from mhc_bench.workflow.profile import has_knob, maps_of
+
+    variant = row["variant"]
+    mixing: dict[str, Any] = {"kind": variant, **config.get("mixing", {}).get(variant, {})}
+    if has_knob(variant, "maps"):
+        mixing["maps"] = maps_of(row["maps"])
+    for column, value in row.items():
+        if column.startswith(KNOB_PREFIX) and value is not None and not _missing(value):
+            mixing[column[len(KNOB_PREFIX):]] = value
+    return mixing
+
+
+def _missing(value: Any) -> bool:
+    return isinstance(value, float) and value != value  # NaN from a DataFrame's empty cell
+
+
 def cell_config(config: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     """The training config of one grid row (the ``cell.yaml`` that ``mhc-bench train`` reads)."""
-    from mhc_bench.workflow.profile import maps_of
-
     scale = {k: v for k, v in config["scales"][row["scale"]].items() if v is not None}
     train = dict(config["train"])
     for key in ("batch_size", "steps"):
@@ -115,16 +172,12 @@ def cell_config(config: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     lr_entry = config["lrs"][row["lr"]]
     train.update(lr_entry if isinstance(lr_entry, dict) else {"lr": lr_entry})
     train["lr"], train["seed"] = float(train["lr"]), int(row["seed"])
-    model = {
-        **config["model"],
-        **scale,
-        "variant": row["variant"],
-        "n_streams": int(row["n"]),
-        "maps": maps_of(row["maps"]),
-    }
+    model = {**config["model"], **scale, "n_streams": int(row["n"]), "mixing": cell_mixing(config, row)}
+    knobs = "".join(f"-{c[len(KNOB_PREFIX):]}{row[c]}" for c in sorted(row)
+                    if c.startswith(KNOB_PREFIX) and row[c] is not None and not _missing(row[c]))
     return {
         "profile": config["profile"],
-        "name": f"{row['variant']}-n{row['n']}-{row['scale']}-{row['maps']}-{row['lr']}-{row['data']}"
+        "name": f"{row['variant']}-n{row['n']}-{row['scale']}-{row['maps']}{knobs}-{row['lr']}-{row['data']}"
                 f"-s{row['seed']}",
         "experiments": list(row.get("experiments") or []),
         "model": model,
@@ -146,7 +199,8 @@ def cell_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             cid = cell_id(CellConfig.model_validate(raw))
         except Exception as err:
             raise ProfileError(f"cell {raw['name']}: {err}") from None
-        grid = {k: (int(v) if k in ("n", "seed") else bool(v) if k == "evaluate" else v)
+        grid = {k: (int(v) if k in ("n", "seed") else bool(v) if k == "evaluate" else
+                    None if _missing(v) else v)
                 for k, v in row.items() if k != "experiments"}
         cells[cid] = {**raw, "grid": grid}
     return cells

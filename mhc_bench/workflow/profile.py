@@ -13,25 +13,39 @@ grid. Each block names the ``experiment`` it serves (``main``, ``depth``, ``fron
 ``n_sweep``, ``ablation``, ``downstream``...); a cell that several blocks produce belongs
 to all of their experiments, and the report judges each claim on its experiment's cells.
 Map sets are written by content (``res+pre+post``, ``res+pre``, ``res``, ``none``).
+
+Variants come from the registry (:mod:`mhc_bench.variants`), plug-ins included. A
+profile's top-level ``mixing`` sets knobs per variant for every cell
+(``mixing: {mhc: {init: near_identity}}``); a grid block's ``mixing`` makes knobs axes
+(``mixing: {sinkhorn_iters: [1, 5, 20]}``), applied to the block's variants that have
+the knob (the others fold onto one cell, as the baseline folds onto n = 1).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from mhc_bench import variants
 from mhc_bench.data import DataConfig
 from mhc_bench.paths import PROJECT_ROOT
 from mhc_bench.train.config import ModelSection, TrainSection, format_validation_error
 
 SCHEMA_FILE = PROJECT_ROOT / "workflows" / "schemas" / "profile.schema.json"
-VARIANTS = ("baseline", "hc", "mhc")
 MAP_NAMES = ("res", "pre", "post")
 ALL_MAPS = "res+pre+post"
 # Decided per cell by the grid, so a profile's shared sections must not set them.
-GRID_MODEL_FIELDS = ("variant", "n_streams", "maps", "d_model", "n_layer", "n_head")
+GRID_MODEL_FIELDS = ("mixing", "n_streams", "d_model", "n_layer", "n_head")
 GRID_TRAIN_FIELDS = ("lr", "seed")
 
 _STRICT = ConfigDict(extra="forbid")
@@ -52,20 +66,61 @@ def maps_of(label: str) -> list[str]:
     return [] if label == "none" else label.split("+")
 
 
+def has_knob(variant: str, knob: str) -> bool:
+    return knob in variants.knobs_model(variant).model_fields and knob != "kind"
+
+
+def check_knobs(variant: str, knobs: dict[str, Any], where: str) -> None:
+    """``knobs`` are valid settings of ``variant`` (``ValueError`` naming ``where.<knob>`` otherwise)."""
+    try:
+        variants.parse_mixing({**knobs, "kind": variant})
+    except ValueError as err:
+        raise ValueError(f"{where}.{str(err).removeprefix('mixing.')}") from None
+
+
+def _registered(names: list[str]) -> list[str]:
+    unknown = [v for v in names if v not in variants.names()]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; registered: {list(variants.names())}")
+    return names
+
+
 class GridBlock(BaseModel):
     model_config = _STRICT
 
     experiment: str = Field(default="main", pattern=r"^[a-z][a-z0-9_]*$")
-    variant: list[Literal["baseline", "hc", "mhc"]] = Field(min_length=1)
+    variant: list[str] = Field(min_length=1)
     n: list[int] = Field(min_length=1)
     scale: list[str] = Field(min_length=1)
     seed: list[int] = Field(min_length=1)
     maps: list[str] = Field(default=[ALL_MAPS], min_length=1)
     lr: list[str] = Field(default=["base"], min_length=1)
     data: list[str] = Field(default=["base"], min_length=1)
+    # Knob axes: knob -> values, applied to the block's variants that have the knob.
+    mixing: dict[str, list[Any]] = {}
     # False: the block's cells are trained and probed but not run through lm-eval (saves the
     # evaluation time of experiments whose claims rest on losses and gains only).
     evaluate: bool = True
+
+    @field_validator("variant")
+    @classmethod
+    def _variants(cls, values: list[str]) -> list[str]:
+        return _registered(values)
+
+    @model_validator(mode="after")
+    def _knob_axes(self) -> GridBlock:
+        for knob, values in self.mixing.items():
+            if knob in ("kind", "maps"):
+                raise ValueError(f"mixing.{knob}: not a knob axis (use the block's `variant` / `maps`)")
+            owners = [v for v in self.variant if has_knob(v, knob)]
+            if not owners:
+                raise ValueError(f"mixing.{knob}: no variant of this block ({self.variant}) has that knob")
+            if not values:
+                raise ValueError(f"mixing.{knob}: needs at least one value")
+            for v in owners:
+                for value in values:
+                    check_knobs(v, {knob: value}, "mixing")
+        return self
 
     @field_validator("n")
     @classmethod
@@ -96,7 +151,7 @@ class Exclude(BaseModel):
     model_config = _STRICT
 
     experiment: str | None = None
-    variant: Literal["baseline", "hc", "mhc"] | None = None
+    variant: str | None = None
     n: int | None = None
     scale: str | None = None
     seed: int | None = None
@@ -175,11 +230,23 @@ class Profile(BaseModel):
     lrs: dict[str, float | LrEntry] = {"base": 0.003}
     data_variants: dict[str, dict[str, Any]] = {"base": {}}  # overrides of `data` per grid value
     model: ProfileModel = Field(default_factory=ProfileModel)  # type: ignore[valid-type]
+    # Knobs per variant for every cell of that variant: {variant: {knob: value}}.
+    mixing: dict[str, dict[str, Any]] = {}
     data: DataConfig = Field(default_factory=DataConfig)
     train: ProfileTrain = Field(default_factory=ProfileTrain)  # type: ignore[valid-type]
     eval: EvalSection = Field(default_factory=EvalSection)
     bench: BenchSection = Field(default_factory=BenchSection)
     resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("mixing")
+    @classmethod
+    def _profile_knobs(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        _registered(list(value))
+        for variant, knobs in value.items():
+            if "kind" in knobs:
+                raise ValueError(f"{variant}.kind: the key above names the variant")
+            check_knobs(variant, knobs, variant)
+        return value
 
     def check_names(self) -> None:
         """Every scale, lr and data variant a grid block names is defined."""
@@ -213,8 +280,21 @@ def parse_profile(raw: Any, where: str = "profile") -> Profile:
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema Snakemake's ``validate`` checks a profile against (exported, committed)."""
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Profile.model_json_schema()}
+    """The JSON Schema Snakemake's ``validate`` checks a profile against, generated from the model and
+    the variant registry: grid variants are registered names and ``mixing.<variant>`` follows that
+    variant's knobs. The committed copy (built-in variants) documents it; the workflow validates
+    against a copy generated at parse time, so plug-in variants validate too."""
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **Profile.model_json_schema()}
+    per_variant: dict[str, Any] = {}
+    for name in variants.names():
+        knobs = variants.knobs_model(name).model_json_schema()
+        knobs["properties"].pop("kind", None)
+        knobs.pop("required", None)
+        schema["$defs"].update(knobs.pop("$defs", {}))
+        per_variant[name] = knobs
+    schema["properties"]["mixing"].update(properties=per_variant, additionalProperties=False)
+    schema["$defs"]["GridBlock"]["properties"]["variant"]["items"] = {"enum": list(variants.names())}
+    return schema
 
 
 def schema_text() -> str:

@@ -2,6 +2,7 @@
 import json
 import re
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -10,10 +11,12 @@ sys.path.insert(0, workflow.basedir)  # the project is importable even when not 
 from mhc_bench.workflow import grid as G
 
 
-# Two layers, one definition: Snakemake's validate() checks the JSON Schema exported from
-# mhc_bench.workflow.profile.Profile, then the Profile model itself fills defaults and checks the
-# grid's names; `mhc-bench cells` runs the same model, so both expand a profile identically.
-validate(config, "../schemas/profile.schema.json")
+# Two layers, one definition: Snakemake's validate() checks the JSON Schema generated from
+# mhc_bench.workflow.profile.Profile and the variant registry (plug-ins included; the committed
+# ../schemas/profile.schema.json is the same for the built-in variants), then the Profile model
+# itself fills defaults and checks the grid's names; `mhc-bench cells` runs the same model, so
+# both expand a profile identically.
+validate(config, G.write_schema(Path(".snakemake") / "mhc-bench" / "profile.schema.json"))
 try:
     config.update(G.validate_profile(config))
 except G.ProfileError as err:
