@@ -238,7 +238,12 @@ class ResidualLayer(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    """The decoder. ``init_seed`` seeds the weights every variant shares (embeddings, attention,
+    MLPs, head) from a generator of their own, so that baseline, HC, mHC and any plug-in with the
+    same seed start from the same shared weights whatever their maps draw; ``None`` takes the
+    global generator's seed (``torch.manual_seed``, which ``L.seed_everything`` sets)."""
+
+    def __init__(self, cfg: ModelConfig, init_seed: int | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         dispatch.require_usable(cfg.kernels)
@@ -254,18 +259,25 @@ class GPT(nn.Module):
         self.ln_f = RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying
-        self.apply(self._init_weights)
+        self._init_shared_weights(torch.initial_seed() if init_seed is None else init_seed)
 
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            std = 0.02
-            if getattr(module, "is_residual_out", False):
-                std = 0.02 / math.sqrt(self.cfg.n_residual_layers)
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    def _init_shared_weights(self, seed: int) -> None:
+        """nanoGPT's initialisation of every module outside the maps, drawn in module order from one
+        generator: the maps (``layers.<i>.maps``, which each variant initialises itself while it is
+        built) and the learned merge head draw nothing from it."""
+        gen = torch.Generator().manual_seed(seed)
+        for name, module in self.named_modules():
+            if ".maps" in f".{name}" or name.startswith("merge"):
+                continue
+            if isinstance(module, nn.Linear):
+                std = 0.02
+                if getattr(module, "is_residual_out", False):
+                    std = 0.02 / math.sqrt(self.cfg.n_residual_layers)
+                nn.init.normal_(module.weight, mean=0.0, std=std, generator=gen)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02, generator=gen)
 
     def map_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the residual maps (H_pre, H_post, H_res), for grad-norm probes."""

@@ -43,7 +43,7 @@ class GPTModule(L.LightningModule):
 
     def __init__(self, model_cfg: ModelConfig, train: TrainSection) -> None:
         super().__init__()
-        self.model = GPT(model_cfg)
+        self.model = GPT(model_cfg, init_seed=train.seed)
         self.train_cfg = train
         # Mean train loss since the last probe; persistent so that resume continues the same mean.
         self.train_loss = MeanMetric()

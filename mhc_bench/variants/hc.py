@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from pydantic import Field
 
 from mhc_bench import dispatch, fastops, ops
 from mhc_bench.variants.base import MapKnobs, Variant, projection_flops, stream_mix_flops
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
 
 class HCKnobs(MapKnobs):
     """``model.mixing`` of ``hc``: the learned maps, the gates' start, the maps' norm epsilon."""
+
+    # Std of a random start of the dynamic projection W (0: the HC paper's zeros). With copied input
+    # streams and fixed H_pre / H_post (Table 1's ablation rows) a zero W keeps every stream identical
+    # forever; a small random W breaks that symmetry (MHC_NOTES.md section 3b).
+    projection_init_std: float = Field(default=0.0, ge=0)
 
 
 class HCMaps(nn.Module):
@@ -38,8 +44,12 @@ class HCMaps(nn.Module):
         self.n, self.eps, self.enabled, self.kernels = n, knobs.map_norm_eps, knobs.maps, cfg.kernels
         widths = {"pre": 1, "post": 1, "res": n}
         self.width = {m: widths[m] for m in ops.MAP_NAMES if m in self.enabled}
-        # Dynamic projections start at zero: the maps start at their static values.
+        # Dynamic projections start at zero (the maps start at their static values) unless a small
+        # random start is asked for (projection_init_std), which breaks the streams' symmetry.
         self.w = nn.Parameter(torch.zeros(C, sum(self.width.values())))
+        if knobs.projection_init_std > 0:
+            with torch.no_grad():
+                nn.init.normal_(self.w, std=knobs.projection_init_std)
         self.scale = nn.ParameterDict(
             {m: nn.Parameter(torch.tensor(knobs.alpha_init)) for m in self.width}
         )
@@ -81,6 +91,7 @@ class HC(Variant):
     no_decay = ("s_pre", "s_post", "s_res")
     projections = ("w",)
     implementations = {"torch": "HCMaps._maps (reference)", "fast": "fastops.hc_maps (RMSNorm@W kernel)"}
+    id_names = {"projection_init_std": "wstd"}
 
     def build_maps(self, cfg: ModelConfig, layer_index: int) -> nn.Module:
         return HCMaps(cfg, layer_index)

@@ -21,7 +21,7 @@ from mhc_bench.variants.base import MapKnobs, Variant, projected_maps_flops
 if TYPE_CHECKING:
     from mhc_bench.model import ModelConfig
 
-InitPreset = Literal["megatron", "liger", "lucidrains", "near_identity"]
+InitPreset = Literal["megatron", "liger", "lucidrains", "near_identity", "onehot"]
 
 
 class MHCKnobs(MapKnobs):
@@ -61,8 +61,8 @@ class MHCMaps(nn.Module):
         self.alpha = nn.ParameterDict(
             {m: nn.Parameter(torch.tensor(alpha)) for m in ops.MAP_NAMES if m in self.enabled}
         )
-        biases = {"pre": map_init.pre_logits(preset, n, layer_index), "post": map_init.post_logits(preset, n),
-                  "res": map_init.res_logits(preset, n)}
+        biases = {"pre": map_init.pre_logits(preset, n, layer_index),
+                  "post": map_init.post_logits(preset, n, layer_index), "res": map_init.res_logits(preset, n)}
         self.b_pre, self.b_post, self.b_res = (
             nn.Parameter(biases[m]) if m in self.enabled else None for m in ("pre", "post", "res")
         )

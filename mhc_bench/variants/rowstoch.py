@@ -59,7 +59,8 @@ class RowStochastic(Variant):
         n = cfg.n_streams
         preset = map_init.PRESETS[knobs.init]
         init = ProjectedInit(
-            pre=map_init.pre_logits(preset, n, layer_index), post=map_init.post_logits(preset, n),
+            pre=map_init.pre_logits(preset, n, layer_index),
+            post=map_init.post_logits(preset, n, layer_index),
             # Softmax over a row of near_identity's logits gives the same 0.99 diagonal as Sinkhorn.
             res=map_init.res_logits(preset, n).flatten(),
             alpha=knobs.alpha_init if preset.alpha is None else preset.alpha,

@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mhc_bench.workflow.grid import GRID_COLUMNS, profile_cells
+    from mhc_bench.workflow.grid import GRID_COLUMNS, KNOB_PREFIX, profile_cells
 
     for cid, cell in profile_cells(args.profile).items():
         if args.ids_only:
@@ -19,5 +19,6 @@ def run(args: argparse.Namespace) -> int:
             continue
         grid = cell["grid"]
         coords = " ".join(f"{k}={grid[k]}" for k in GRID_COLUMNS)
+        coords += "".join(f" {k}={v}" for k, v in grid.items() if k.startswith(KNOB_PREFIX) and v is not None)
         print(f"{cid}\t{coords}\texperiments={'+'.join(cell['experiments'])}")
     return 0
