@@ -44,7 +44,9 @@ MODEL = "model.pt"
 TOKENIZER = "tokenizer.json"
 RUN = "run.json"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
-FINAL_STATUSES = ("completed", "diverged")
+# completed; diverged (a training failure: non-finite or exploding loss or grad norm); stopped (by the
+# optional gain ceiling, a probe that saves compute: not a training failure).
+FINAL_STATUSES = ("completed", "diverged", "stopped")
 
 _RECORD = ConfigDict(extra="forbid", protected_namespaces=())
 Num = float | None  # JSON has no NaN/inf: non-finite numbers are written as null
@@ -60,9 +62,9 @@ class Metrics(BaseModel):
     model_config = _RECORD
 
     cell_id: str
-    status: Literal["completed", "diverged"]
-    diverged_step: int | None = None
-    diverged_reason: str | None = None
+    status: Literal["completed", "diverged", "stopped"]
+    stopped_step: int | None = None  # where a diverged or stopped cell ended
+    stop_reason: str | None = None
     steps_done: int
     final_train_loss: Num
     final_val_loss: Num
@@ -85,6 +87,9 @@ class Metrics(BaseModel):
     max_prefix_fwd: Num = None
     max_stream_spread: Num = None
     final_stream_spread: Num = None
+    max_col_err: Num = None  # the projection's column-sum error after its last iteration (max over layers)
+    max_logit_span: Num = None  # the largest per-layer median logit span of H_res
+    max_sinkhorn_iters_needed: int | None = None  # Sinkhorn iterations to converge (5001: beyond the search)
     probe_version: int | None = None
     # How the cell ran (outside its identity: every path computes the same numbers): which
     # implementations ran the maps and stream ops, and the execution settings.
@@ -94,6 +99,8 @@ class Metrics(BaseModel):
     peak_max_composite_fwd: Num = None
     peak_max_composite_bwd: Num = None
     peak_max_prefix_fwd: Num = None
+    peak_max_col_err: Num = None
+    peak_max_logit_span: Num = None
     max_grad_norm: Num
     max_grad_norm_maps: Num
     spike_count: int
@@ -111,8 +118,9 @@ class Metrics(BaseModel):
 # Metrics copied from the final model's probes, and those kept as peaks over training.
 GAIN_METRICS = ("max_single_fwd", "max_single_bwd", "max_composite_fwd", "max_composite_bwd", "layer0_fwd",
                 "layer0_bwd", "min_composite_min_col", "max_prefix_fwd", "max_stream_spread",
-                "final_stream_spread", "probe_version")
-PEAK_GAINS = ("max_composite_fwd", "max_composite_bwd", "max_prefix_fwd")
+                "final_stream_spread", "max_col_err", "max_logit_span", "max_sinkhorn_iters_needed",
+                "probe_version")
+PEAK_GAINS = ("max_composite_fwd", "max_composite_bwd", "max_prefix_fwd", "max_col_err", "max_logit_span")
 
 
 class HistoryEntry(BaseModel):
@@ -145,6 +153,8 @@ class HistoryEntry(BaseModel):
     max_prefix_fwd: Num = None
     max_stream_spread: Num = None
     final_stream_spread: Num = None
+    max_col_err: Num = None
+    max_logit_span: Num = None
     single_fwd: list[Num] | None = None
     single_bwd: list[Num] | None = None
     composite_fwd: list[Num] | None = None
@@ -152,6 +162,8 @@ class HistoryEntry(BaseModel):
     composite_min_col: list[Num] | None = None
     prefix_fwd: list[Num] | None = None
     stream_spread: list[Num] | None = None
+    col_err: list[Num] | None = None
+    logit_span: list[Num] | None = None
 
 
 class Gains(BaseModel):
@@ -170,6 +182,9 @@ class Gains(BaseModel):
     composite_max_abs_log_col: list[Num]
     prefix_fwd: list[Num]
     stream_spread: list[Num]
+    col_err: list[Num]
+    logit_span: list[Num]
+    sinkhorn_iters_needed: list[int | None]
     max_single_fwd: Num
     max_single_bwd: Num
     max_composite_fwd: Num
@@ -183,6 +198,9 @@ class Gains(BaseModel):
     layer0_bwd: Num
     max_stream_spread: Num
     final_stream_spread: Num
+    max_col_err: Num
+    max_logit_span: Num
+    max_sinkhorn_iters_needed: int | None
 
 
 class Score(BaseModel):

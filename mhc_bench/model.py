@@ -208,7 +208,8 @@ class StreamMerge(nn.Module):
         return (weights.unsqueeze(-1) * x).sum(dim=-2).to(x.dtype)
 
 
-LayerProbe = Callable[[torch.Tensor, torch.Tensor], None]
+# probe(layer, x, H_res, x_next): what the stability probes (mhc_bench.probes) see of each layer.
+LayerProbe = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
 class ResidualLayer(nn.Module):
@@ -219,21 +220,22 @@ class ResidualLayer(nn.Module):
         self.fn = fn
         self.kernels = cfg.kernels
         self.maps: nn.Module | None = cfg.spec.build_maps(cfg, index)
-        # Called as probe(H_res, x_next) by the stability probes (mhc_bench.probes); None in training.
+        # Called as probe(self, x, H_res, x_next) by the stability probes (mhc_bench.probes); None in
+        # training.
         self.probe: LayerProbe | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.maps is None:
             out = x + self.fn(x[..., 0, :]).unsqueeze(-2)
             if self.probe is not None:
-                self.probe(x.new_ones((*x.shape[:-2], 1, 1)), out)
+                self.probe(self, x, x.new_ones((*x.shape[:-2], 1, 1)), out)
             return out
         h_pre, h_post, h_res = self.maps(x)
         stream = dispatch.stream_ops(self.kernels, x.device.type)
         y = self.fn(stream.stream_pre(h_pre, x))
         out = stream.stream_post_res(h_res, x, h_post, y)
         if self.probe is not None:
-            self.probe(h_res, out)
+            self.probe(self, x, h_res, out)
         return out
 
 
@@ -287,7 +289,8 @@ class GPT(nn.Module):
 
     @contextlib.contextmanager
     def probing(self, probe: LayerProbe) -> Iterator[None]:
-        """Call ``probe(H_res, x_next)`` for every residual layer of the forward passes run inside."""
+        """Call ``probe(layer, x, H_res, x_next)`` for every residual layer of the forward passes run
+        inside."""
         for layer in self.layers:
             layer.probe = probe
         try:

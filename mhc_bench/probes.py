@@ -26,6 +26,14 @@ Definitions (mHC paper Sec. 3.1, captions of Fig. 3 and 7; MHC_NOTES.md section 
   every stream is the same vector, as they are at the input, where the
   embedding is copied into the n streams; at most 1), averaged over tokens.
   It shows whether the streams separate at all.
+- **Projection convergence** (every layer whose H_res is a projection of logits):
+  ``col_err[l]`` = per token ``max_j |sum_i H_ij - 1|``, averaged over tokens (how far the
+  columns are from doubly stochastic after the last Sinkhorn iteration; rows are exact by
+  construction), and ``logit_span[l]`` = per token ``max - min`` of the layer's H_res logits,
+  the median over tokens (Sinkhorn's convergence slows with the span). For Sinkhorn maps the
+  final probe also finds ``sinkhorn_iters_needed[l]``: the median over tokens of the
+  iterations a float64 log-domain Sinkhorn needs to bring ``col_err`` below
+  :data:`CONVERGED_COL_ERR` (``None`` beyond :data:`MAX_SINKHORN_ITERS`).
 
 All products run in float64 so that large HC gains are not lost to rounding.
 ``PROBE_VERSION`` names these definitions: a cell whose gains carry another
@@ -42,19 +50,33 @@ import torch
 from mhc_bench.definitions import PROBE_VERSION
 from mhc_bench.model import GPT
 
+CONVERGED_COL_ERR = 1e-3  # column sums within 0.1 % of 1: "converged"
+MAX_SINKHORN_ITERS = 5000  # the search for the iterations a layer needs stops here
+
 __all__ = ["PROBE_VERSION", "amax_gain", "probe_model", "residual_maps", "stream_spread"]
 
 
 @dataclass
 class ForwardProbe:
-    """What one forward pass recorded: every layer's H_res and its output's per-token stream spread."""
+    """What one forward pass recorded per layer: H_res, the output's per-token stream spread, the H_res
+    logits flattened per token (None where the maps have none) and, for Sinkhorn maps, the logits as
+    ``[..., n, n]`` matrices (None otherwise)."""
 
     maps: list[torch.Tensor] = field(default_factory=list)
     spread: list[torch.Tensor] = field(default_factory=list)
+    logits: list[torch.Tensor | None] = field(default_factory=list)
+    sinkhorn_logits: list[torch.Tensor | None] = field(default_factory=list)
 
-    def __call__(self, h_res: torch.Tensor, x_next: torch.Tensor) -> None:
+    def __call__(self, layer: torch.nn.Module, x: torch.Tensor, h_res: torch.Tensor,
+                 x_next: torch.Tensor) -> None:
         self.maps.append(h_res.detach())
         self.spread.append(stream_spread(x_next.detach()))
+        res_logits = getattr(layer.maps, "res_logits", None)
+        lg = None if res_logits is None else res_logits(x.detach())
+        matrix = lg is not None and lg.dim() == h_res.dim() and lg.shape[-2:] == h_res.shape[-2:]
+        self.logits.append(lg.flatten(-2) if matrix else lg)
+        sinkhorn = matrix and getattr(layer.maps, "sinkhorn_iters", None) is not None
+        self.sinkhorn_logits.append(lg if sinkhorn else None)
 
 
 def stream_spread(x: torch.Tensor) -> torch.Tensor:
@@ -166,11 +188,69 @@ def spread_summary(spreads: list[torch.Tensor]) -> dict[str, Any]:
             "final_stream_spread": per_layer[-1]}
 
 
-def probe_model(model: GPT, idx: torch.Tensor) -> dict[str, Any]:
-    """Every stability probe of one forward pass on ``idx``: gains, spreads and ``probe_version``."""
+def column_error(maps: torch.Tensor) -> list[float]:
+    """Per layer, the token mean of ``max_j |sum_i H_ij - 1|`` of ``maps [L, ..., n, n]``."""
+    cols = maps.double().sum(dim=-2)
+    return _token_mean((cols - 1).abs().amax(dim=-1))
+
+
+def logit_span(logits: torch.Tensor | None) -> float | None:
+    """The median over tokens of one layer's per-token logit span (max - min); ``logits [..., k]``."""
+    if logits is None:
+        return None
+    flat = logits.double()
+    span = flat.amax(dim=-1) - flat.amin(dim=-1)
+    return float(span.flatten().median())
+
+
+def iterations_to_converge(logits: torch.Tensor, cap: int = MAX_SINKHORN_ITERS,
+                           tol: float = CONVERGED_COL_ERR) -> int | None:
+    """Median over tokens of the log-domain Sinkhorn iterations (column then row normalisation, in
+    float64) after which ``max_j |col sum_j - 1| < tol``; None when the median token needs more than
+    ``cap``."""
+    z = logits.double().reshape(-1, *logits.shape[-2:])
+    needed = torch.full((z.shape[0],), cap + 1, dtype=torch.long)
+    done = torch.zeros(z.shape[0], dtype=torch.bool)
+    for it in range(1, cap + 1):
+        z = z - torch.logsumexp(z, dim=-2, keepdim=True)
+        z = z - torch.logsumexp(z, dim=-1, keepdim=True)
+        err = (z.exp().sum(dim=-2) - 1).abs().amax(dim=-1)
+        newly = (err < tol) & ~done
+        needed[newly] = it
+        done |= newly
+        if bool(done.float().mean() >= 0.5) and int(needed.median()) <= it:
+            break
+    median = int(needed.median())
+    return None if median > cap else median
+
+
+def convergence_summary(record: ForwardProbe, maps: torch.Tensor, final: bool) -> dict[str, Any]:
+    """Column error and logit span per layer (and, for the final probe, Sinkhorn's iterations needed)."""
+    spans = [logit_span(lg) for lg in record.logits]
+    known = [s for s in spans if s is not None]
+    out: dict[str, Any] = {"col_err": column_error(maps), "logit_span": spans,
+                           "max_logit_span": max(known) if known else None}
+    out["max_col_err"] = max(out["col_err"])
+    if final:
+        sinkhorn = [lg for lg in record.sinkhorn_logits if lg is not None]
+        needed = [None if lg is None else iterations_to_converge(lg) for lg in record.sinkhorn_logits]
+        out["sinkhorn_iters_needed"] = needed
+        # None when no layer has Sinkhorn maps; MAX + 1 stands for "beyond the search".
+        out["max_sinkhorn_iters_needed"] = (
+            max(MAX_SINKHORN_ITERS + 1 if n is None else n for n, lg in zip(needed, record.sinkhorn_logits,
+                                                                           strict=True) if lg is not None)
+            if sinkhorn else None)
+    return out
+
+
+def probe_model(model: GPT, idx: torch.Tensor, final: bool = False) -> dict[str, Any]:
+    """Every stability probe of one forward pass on ``idx``: gains, spreads, projection convergence and
+    ``probe_version``; ``final`` adds the (slower) search for Sinkhorn's iterations needed."""
     record = record_forward(model, idx)
-    gains = amax_gain(_stacked(record.maps, idx))
-    return {**gains, **spread_summary(record.spread), "probe_version": PROBE_VERSION}
+    maps = _stacked(record.maps, idx)
+    gains = amax_gain(maps)
+    return {**gains, **spread_summary(record.spread), **convergence_summary(record, maps, final),
+            "probe_version": PROBE_VERSION}
 
 
 def grad_norms(model: GPT) -> dict[str, float]:

@@ -85,6 +85,7 @@ def gains_record(metrics: cf.Metrics, layers: int, single_fwd: list[float | None
         "composite_max_abs_log_col": [0.0] * layers,
         "prefix_fwd": [1.0 + (top - 1.0) * s for s in reversed(shape)],
         "stream_spread": [metrics.final_stream_spread] * layers,
+        "col_err": [0.0] * layers, "logit_span": [None] * layers, "sinkhorn_iters_needed": [None] * layers,
     }
     scalars = {f"max_{k}": max((x for x in v if x is not None), default=None) for k, v in lists.items()
                if k in ("single_fwd", "single_bwd", "composite_fwd", "composite_bwd", "prefix_fwd",
@@ -92,7 +93,8 @@ def gains_record(metrics: cf.Metrics, layers: int, single_fwd: list[float | None
     return {**lists, **scalars, "min_single_min_col": 1.0,
             "min_composite_min_col": metrics.min_composite_min_col, "layer0_fwd": metrics.layer0_fwd,
             "layer0_bwd": metrics.layer0_bwd, "max_stream_spread": metrics.max_stream_spread,
-            "final_stream_spread": metrics.final_stream_spread, "probe_version": metrics.probe_version}
+            "final_stream_spread": metrics.final_stream_spread, "max_col_err": 0.0, "max_logit_span": None,
+            "max_sinkhorn_iters_needed": None, "probe_version": metrics.probe_version}
 
 
 def write_cell(root: Path, cfg: Any, metrics: cf.Metrics | None, history: list[dict[str, Any]] | None = None,

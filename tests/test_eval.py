@@ -177,7 +177,7 @@ def test_tiny_cell_end_to_end(tmp_path) -> None:
 
 def test_diverged_cell_is_recorded_not_scored(tmp_path) -> None:
     """A diverged cell can have finite weights (a gain-ceiling or spike stop): never score it."""
-    cell = build_cell(tmp_path / "cell", status="diverged", diverged_step=40, diverged_reason="gain ceiling")
+    cell = build_cell(tmp_path / "cell", status="diverged", stopped_step=40, stop_reason="non-finite loss")
     record = evaluate_cell(cell, ["mhcb_gsm"], limit=2, batch_size=4, log_mlflow=False)
     assert record.status == "skipped" and "diverged at step 40 (gain ceiling)" in record.reason
     assert record.results == {}

@@ -44,7 +44,7 @@ CELLS: dict[str, tuple[str, int, int, list[str], dict[str, Any], Any]] = {
              "max_composite_fwd": 8.0, "max_composite_bwd": 6.0, "layer0_fwd": 3.0, "max_prefix_fwd": 7.0},
             {"mmlu_style": 0.245}),
     "hc1": ("hc", 4, 1, ["res", "pre", "post"],
-            {"status": "diverged", "diverged_step": 40, "diverged_reason": "gain ceiling",
+            {"status": "diverged", "stopped_step": 40, "stop_reason": "non-finite loss",
              "final_val_loss": None, "final_train_loss": None, "step_time_ms": 12.4, "steps_done": 40,
              "max_single_fwd": 40.0, "max_single_bwd": 30.0, "max_composite_fwd": 5.0e6,
              "max_composite_bwd": 2.0e6, "layer0_fwd": 900.0, "max_prefix_fwd": 4.0e6, "spike_count": 2},
@@ -84,7 +84,7 @@ IDS = cell_ids()
 
 
 def _history(metrics: Any) -> list[dict[str, Any]]:
-    last = metrics.diverged_step or 100
+    last = metrics.stopped_step or 100
     out = []
     for step in range(0, last + 1, 20):
         frac = step / 100
@@ -239,20 +239,22 @@ def test_accuracy_table_ci_and_single_seed(built: dict[str, Any]) -> None:
 
 def test_claim_verdicts_follow_the_numbers(built: dict[str, Any]) -> None:
     card = {row["id"]: row for row in built["scorecard"]}
-    assert [row["id"] for row in built["scorecard"]] == [f"C{i}" for i in range(1, 10)]
+    # X2 and the V rows need a sinkhorn_iters experiment or other variants: not listed here
+    assert [row["id"] for row in built["scorecard"]] == [*(f"C{i}" for i in range(1, 10)), "X1"]
     expected = {
         "C1": "reproduced",
         "C2": "reproduced",
         "C3": "inconclusive",  # HC > mHC on main, but no depth experiment
         "C4": "inconclusive",  # no frontier experiment
-        "C5": "inconclusive",
+        "C5": "underpowered",  # 2 seeds: the MDE is far above the paper's 0.027
         "C6": "inconclusive",
         "C7": "inconclusive",
         "C8": "inconclusive",
         "C9": "inconclusive",
+        "X1": "inconclusive",  # no mHC cell off the recipe
     }
     assert {k: v["verdict"] for k, v in card.items()} == expected
-    assert "CI overlaps 0" in card["C5"]["reason"]
+    assert "underpowered" in card["C5"]["reason"] and "seeds would settle it" in card["C5"]["reason"]
     assert "no signal" in card["C8"]["reason"]
     assert "no fused kernels" in card["C9"]["reason"]
     assert card["C4"]["reason"] == "this profile runs no frontier experiment"
@@ -267,7 +269,8 @@ def test_claim_verdicts_follow_the_numbers(built: dict[str, Any]) -> None:
     assert "results/kernels/model.json absent" in card["C9"]["reason"]
     assert "d_model 64" in card["C1"]["scale_tested"] and "seeds 2" in card["C1"]["scale_tested"]
     rows = list(csv.DictReader(built["claims_csv"].open()))
-    assert [r["verdict"] for r in rows] == [card[f"C{i}"]["verdict"] for i in range(1, 10)]
+    ids = [*(f"C{i}" for i in range(1, 10)), "X1"]
+    assert [r["verdict"] for r in rows] == [card[c]["verdict"] for c in ids]
     assert json.loads(built["claims_json"].read_text())["claims"][1]["verdict"] == "reproduced"
     assert "| C3 |" in built["report_md"].read_text()
 
@@ -327,20 +330,6 @@ def _frame(rows: list[dict[str, Any]], experiments: str = "main+n_sweep+ablation
     return pd.DataFrame([{**base, "cell_id": f"c{i}", **r} for i, r in enumerate(rows)])
 
 
-def test_loss_gap_rule_three_ways() -> None:
-    def verdict(mhc: list[float]) -> str:
-        rows = [
-            {"variant": "baseline", "n": 1, "seed": s, "final_val_loss": v}
-            for s, v in enumerate([3.0, 3.01, 3.02])
-        ]
-        rows += [{"variant": "mhc", "seed": s, "final_val_loss": v} for s, v in enumerate(mhc)]
-        return RULES["loss_gap_negative"](Evidence(_frame(rows)), variant="mhc", maps="res+pre+post").verdict
-
-    assert verdict([2.95, 2.96, 2.97]) == "reproduced"  # paired gaps all -0.05
-    assert verdict([3.05, 3.06, 3.07]) == "not reproduced"
-    assert verdict([2.95, 3.06, 3.00]) == "inconclusive"
-
-
 def test_overhead_rule_judges_fused_gpu_rows_only() -> None:
     def verdict(ratio: float, hardware: dict[str, Any]) -> str:
         bench = {
@@ -361,30 +350,6 @@ def test_overhead_rule_judges_fused_gpu_rows_only() -> None:
     assert verdict(1.08, {"device": "cuda", "gpu": "H100"}) == "reproduced"
     assert verdict(1.30, {"device": "cuda", "gpu": "H100"}) == "not reproduced"
     assert verdict(1.08, {"device": "cpu"}) == "inconclusive"
-
-
-def test_ablation_and_n_rules_order() -> None:
-    rows = [{"variant": "baseline", "n": 1, "seed": s, "final_val_loss": 3.0 + 0.001 * s} for s in range(3)]
-    for maps, v in (("none", 3.0), ("res", 2.97), ("res+pre", 2.965), ("res+pre+post", 2.96)):
-        rows += [
-            {"variant": "hc", "maps": maps, "seed": s, "final_val_loss": v + 0.001 * s} for s in range(3)
-        ]
-    out = RULES["ablation_order"](
-        Evidence(_frame(rows)), variant=None, order=["none", "res", "res+pre", "res+pre+post"], res_share=0.5
-    )
-    assert out.verdict == "reproduced", out.reason
-    rows[-1]["final_val_loss"] = rows[-2]["final_val_loss"] = rows[-3]["final_val_loss"] = 3.2
-    out = RULES["ablation_order"](
-        Evidence(_frame(rows)), variant=None, order=["none", "res", "res+pre", "res+pre+post"], res_share=0.5
-    )
-    assert out.verdict == "not reproduced"
-    rows = [{"variant": "baseline", "n": 1, "seed": s, "final_val_loss": 3.0} for s in range(2)]
-    rows += [{"variant": "mhc", "n": 2, "seed": s, "final_val_loss": 2.99 + 0.001 * s} for s in range(2)]
-    rows += [{"variant": "mhc", "n": 4, "seed": s, "final_val_loss": 2.95 + 0.001 * s} for s in range(2)]
-    assert (
-        RULES["gap_improves_with_n"](Evidence(_frame(rows)), variant="mhc", maps="res+pre+post").verdict
-        == "reproduced"
-    )
 
 
 def test_stats_t_quantiles_and_intervals() -> None:
@@ -433,37 +398,6 @@ def test_command_module_import_is_light() -> None:
     assert out.split() == ["False", "False"]
 
 
-def test_downstream_rule_beyond_chance() -> None:
-    def verdict(mhc: float, hc: float) -> str:
-        rows = []
-        for variant, n, score in (("baseline", 1, 0.40), ("hc", 4, hc), ("mhc", 4, mhc)):
-            rows += [
-                {
-                    "variant": variant,
-                    "n": n,
-                    "seed": s,
-                    "eval.qa": score + 0.002 * (2 - s if variant == "hc" else s),
-                    "eval.qa.chance": 0.25,
-                    "eval.qa.stderr": 0.01,
-                }
-                for s in range(3)
-            ]
-        out = RULES["downstream_beats"](
-            Evidence(_frame(rows)),
-            variant="mhc",
-            baseline="baseline",
-            rival="hc",
-            maps="res+pre+post",
-            chance_tol=0.0,
-        )
-        return out.verdict
-
-    assert verdict(0.45, 0.43) == "reproduced"
-    assert verdict(0.35, 0.43) == "not reproduced"
-    assert verdict(0.45, 0.47) == "not reproduced"  # behind HC beyond CI on the only task
-    assert verdict(0.45, 0.451) == "inconclusive"  # behind HC by means only
-
-
 def test_eval_scores_reads_the_evaluator_format() -> None:
     from mhc_bench.report.aggregate import eval_scores
 
@@ -488,17 +422,6 @@ def test_bench_environment_reads_the_benchmark_record() -> None:
     assert bench_environment({"hardware": {"device": "cuda"}, "versions": {"x": "1"}}) == (
         {"device": "cuda"}, {"x": "1"})
     assert bench_environment(None) == ({}, {})
-
-
-def test_ordered_rule_is_not_reproduced_when_the_ends_reverse_beyond_noise() -> None:
-    """Each step within noise, but the last setting worse than the first beyond it: the CI
-    excludes the paper's direction, so "not reproduced" (not "inconclusive")."""
-    rows = [{"variant": "baseline", "n": 1, "seed": s, "final_val_loss": 3.0} for s in range(3)]
-    for n, v in ((2, 2.99), (4, 3.0), (8, 3.01)):
-        rows += [{"variant": "mhc", "n": n, "seed": s, "final_val_loss": v + 0.003 * s} for s in range(3)]
-    out = RULES["gap_improves_with_n"](Evidence(_frame(rows)), variant="mhc", maps="res+pre+post")
-    assert out.verdict == "not reproduced", out.reason
-    assert "n=8 is worse than n=2 beyond seed noise" in out.reason
 
 
 def test_exact_match_at_zero_is_no_signal_never_above_chance() -> None:

@@ -90,8 +90,8 @@ def make_results(root: Path) -> Path:
                     continue
                 history = [{"step": 10, "single_fwd": [1.5, 1.2, 1.1, 1.0], "probe_version": PROBE_VERSION},
                            {"step": 20, "single_fwd": [40.0, 3.0, 1.1, 1.0], "probe_version": PROBE_VERSION}]
-                _write(res, cfg, history, single_fwd=[None] * 4, status="diverged", diverged_step=20,
-                       diverged_reason="non-finite loss", steps_done=20, final_val_loss=None,
+                _write(res, cfg, history, single_fwd=[None] * 4, status="diverged", stopped_step=20,
+                       stop_reason="non-finite loss", steps_done=20, final_val_loss=None,
                        final_train_loss=None, spike_count=2, max_composite_fwd=None, max_single_fwd=None)
     (root / "results" / "kernels").mkdir()
     (root / "results" / "kernels" / "model.json").write_text(json.dumps(PERF))
@@ -120,10 +120,10 @@ def test_every_claim_but_c6_and_c9_gets_a_verdict_from_its_experiment(built: dic
     assert {k: v["verdict"] for k, v in card.items()} == {
         "C1": "reproduced", "C2": "reproduced", "C3": "reproduced", "C4": "reproduced",
         "C5": "reproduced", "C6": "inconclusive", "C7": "reproduced", "C8": "reproduced",
-        "C9": "inconclusive"}
+        "C9": "inconclusive", "X1": "finding"}
     assert "depth experiment at n=4, d_model 32, L=2/4/8 (3 seeds)" in card["C3"]["reason"]
-    assert card["C4"]["reason"].startswith("frontier experiment at d32-b2 n=4, lr 0.001-0.1 (3 seeds)")
-    assert "hc diverged in 2/3 seeds at lr 0.01, where mhc diverged in no seed" in card["C4"]["reason"]
+    assert card["C4"]["reason"].startswith("frontier experiment at d32-b2 n=4, lr 0.001-0.1")
+    assert "hc failed in 2/3 seeds at lr 0.01, where mhc failed in none" in card["C4"]["reason"]
     assert card["C5"]["reason"].startswith("main experiment at d64-b2")
     assert card["C6"]["reason"] == "this profile runs no ablation experiment"
     assert card["C7"]["reason"].startswith("n_sweep experiment at d64-b2 (n=1/2/4/8, 3 seeds)")
@@ -132,6 +132,7 @@ def test_every_claim_but_c6_and_c9_gets_a_verdict_from_its_experiment(built: dic
     assert "needs a GPU" in card["C9"]["reason"]
     assert "predicted, not measured (results/kernels/model.json): H100 hidden=4096, n=4: 1.071" \
         in card["C9"]["reason"]
+    assert card["X1"]["summary"].startswith("off the recipe, the bound")
 
 
 def test_gain_vs_depth_tables(built: dict[str, Any]) -> None:
@@ -183,8 +184,7 @@ def test_n_sweep_ablation_and_downstream_tables(built: dict[str, Any]) -> None:
     # (qa_gen, exact match at 0, would come first: tasks are listed in name order)
     predicted = table(built, "Overhead, predicted, not measured (kernel performance model)")
     assert predicted.iloc[0].to_dict() == {"gpu": "H100", "shape": "hidden=4096, n=4",
-                                           "predicted ratio to baseline": "1.071 (+7.1%)",
-                                           "kind": "predicted, not measured"}
+                                           "predicted: headline": "+7.1 %"}
 
 
 def test_group_tables_keep_frontier_and_mixed_cells_apart(built: dict[str, Any]) -> None:

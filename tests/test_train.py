@@ -78,11 +78,15 @@ def test_cell_trains_writes_outputs_and_tracks_in_mlflow(
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == metrics
     assert set(metrics) == set(cf.Metrics.model_fields)
-    assert metrics["status"] == "completed" and metrics["diverged_step"] is None
+    assert metrics["status"] == "completed" and metrics["stopped_step"] is None
     assert (metrics["cell_id"], metrics["variant"], metrics["n_streams"]) == (cid, residual, n)
     assert metrics["steps_done"] == 30 and metrics["tokens_seen"] == 30 * 4 * 32
     for key in cf.Metrics.model_fields:
-        if key not in ("diverged_step", "diverged_reason", "spike_steps", "execution") and not isinstance(
+        # None where a probe does not apply: no H_res logits (baseline, HC), no Sinkhorn (all but mHC)
+        absent = ("max_logit_span", "peak_max_logit_span", "max_sinkhorn_iters_needed")
+        if key in absent and metrics[key] is None:
+            continue
+        if key not in ("stopped_step", "stop_reason", "spike_steps", "execution") and not isinstance(
                 metrics[key], str):
             assert isinstance(metrics[key], int | float) and math.isfinite(metrics[key]), key
     assert metrics["execution"]["kernels"] == "auto" and metrics["execution"]["num_threads"] == 1
@@ -93,6 +97,7 @@ def test_cell_trains_writes_outputs_and_tracks_in_mlflow(
         assert metrics["max_composite_fwd"] == 1.0 and metrics["max_grad_norm_maps"] == 0.0
     if residual == "mhc":
         assert metrics["max_composite_fwd"] == pytest.approx(1.0, abs=1e-3)  # doubly stochastic
+        assert metrics["max_sinkhorn_iters_needed"] >= 1 and metrics["max_logit_span"] > 0
     for name in ("config.yaml", "model.pt", "tokenizer.json", "history.json", "gains.json", "run.json",
                  "checkpoints/last.ckpt", "gains_per_layer.png", "gains_over_steps.png"):
         assert (out / name).is_file(), name
@@ -160,10 +165,20 @@ def test_hc_with_huge_lr_diverges_cleanly(store: Path, tmp_path: Path) -> None:
     assert cli.main(["train", "--config", str(_write(tmp_path / "c.yaml", raw)), "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "diverged"
-    assert metrics["diverged_step"] == metrics["steps_done"] < 30
-    assert "gain" in metrics["diverged_reason"] or "non-finite" in metrics["diverged_reason"]
+    assert metrics["stopped_step"] == metrics["steps_done"] < 30
+    assert "non-finite" in metrics["stop_reason"] or "exploded" in metrics["stop_reason"]
     run = client(store).get_run(metrics["mlflow_run_id"])
     assert run.data.tags["status"] == "diverged"
+
+
+def test_the_gain_ceiling_stops_a_cell_without_calling_it_diverged(store: Path, tmp_path: Path) -> None:
+    """A composite gain above train.gain_ceiling is a probe reading: the cell is 'stopped', not 'diverged'."""
+    raw = tiny(store, "hc", 2, lr=3e-2, grad_clip=0.0, warmup_steps=0, probe_every=5, gain_ceiling=1.0 + 1e-9)
+    out = tmp_path / "hc-ceiling"
+    assert cli.main(["train", "--config", str(_write(tmp_path / "c.yaml", raw)), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "stopped" and "gain_ceiling" in metrics["stop_reason"]
+    assert metrics["stopped_step"] == metrics["steps_done"] < 30
 
 
 def _write(path: Path, data: dict) -> Path:

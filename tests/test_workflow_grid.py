@@ -42,8 +42,8 @@ def test_baseline_only_at_n1_and_grid_is_the_product() -> None:
     base = grid[grid.variant == "baseline"]
     assert set(base.n) == {1} and len(base) == 2  # two seeds, folded from n in {2, 4}
     assert len(grid[grid.variant != "baseline"]) == 2 * 2 * 2
-    assert list(grid.columns) == ["variant", "n", "scale", "seed", "maps", "lr", "data", "experiments",
-                                  "evaluate"]  # no knob axis columns unless a block sweeps a knob
+    assert list(grid.columns) == ["variant", "n", "scale", "seed", "maps", "lr", "data", "rerun",
+                                  "experiments", "evaluate"]  # no knob axis columns unless a block sweeps one
 
 
 def test_knob_axes_apply_to_the_variants_that_have_the_knob() -> None:

@@ -118,8 +118,8 @@ def evaluate_cell(
     identity = _identity(prepared, tasks, limit, batch_size)
     if not force and (done := _existing(cell_dir, identity)) is not None:
         return done
-    if metrics.status == "diverged":
-        reason = f"the cell diverged at step {metrics.diverged_step} ({metrics.diverged_reason})"
+    if metrics.status != "completed":
+        reason = f"the cell {metrics.status} at step {metrics.stopped_step} ({metrics.stop_reason})"
         record = cf.EvalRecord(**identity, complete=True, cell=cell_dir.name, status="skipped", reason=reason,
                                results={})
         record.mlflow = _mirror(metrics, record) if log_mlflow else None

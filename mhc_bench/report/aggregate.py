@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from mhc_bench import variants
-from mhc_bench.cellfolder import Metrics
+from mhc_bench.cellfolder import GAIN_METRICS, PEAK_GAINS, Metrics
 from mhc_bench.definitions import PROBE_VERSION
 from mhc_bench.errors import UserError
 from mhc_bench.report.cells import Cell, Problem
@@ -39,6 +39,7 @@ GRID_COLUMNS = [
     "d_model",
     "n_layer",
     "seed",
+    "rerun",
     "maps",
     "knobs",
     "lr",
@@ -77,13 +78,11 @@ GROUP_KEY = list(GroupKey._fields)
 COMPARE_KEY = ["n", "scale", "maps", "lr", "grad_clip", "mix_weight"]
 # Metrics fields that duplicate grid columns (checked against the config, not repeated).
 _GRID_IN_METRICS = {"cell_id": "cell_id", "variant": "variant", "n_streams": "n", "seed": "seed"}
+# Scalar metrics only: lists (spike steps) and mappings (execution settings) stay in metrics.json.
 METRIC_KEYS = [k for k, f in Metrics.model_fields.items()
-               if k not in _GRID_IN_METRICS and f.annotation is not list[int]]
+               if k not in _GRID_IN_METRICS and f.annotation not in (list[int], dict[str, Any] | None)]
 # Probe results: blanked (and the cell listed) when measured under another probe definition.
-PROBE_COLUMNS = ("max_single_fwd", "max_single_bwd", "max_composite_fwd", "max_composite_bwd", "layer0_fwd",
-                 "layer0_bwd", "min_composite_min_col", "max_prefix_fwd", "max_stream_spread",
-                 "final_stream_spread", "peak_max_composite_fwd", "peak_max_composite_bwd",
-                 "peak_max_prefix_fwd")
+PROBE_COLUMNS = (*(k for k in GAIN_METRICS if k != "probe_version"), *(f"peak_{k}" for k in PEAK_GAINS))
 MAP_ORDER = ("res", "pre", "post")
 BASELINE_MAPS = "-"  # the map label of a variant without maps (the baseline)
 
@@ -121,6 +120,7 @@ def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
         "d_model": model.d_model,
         "n_layer": model.n_layer,
         "seed": train.seed,
+        "rerun": train.rerun,  # 1: a numerical replicate of the seed's cell (reference kernels)
         # A variant without maps (the baseline) gets "-", not "n/a": pandas reads that back as NaN.
         "maps": spec.maps_label(model.mixing),
         "knobs": " ".join(f"{k}={_knob_text(v)}" for k, v in sorted(knobs.items())),
@@ -155,7 +155,8 @@ def check_settings(frame: pd.DataFrame) -> None:
     if frame.empty or "setting" not in frame or "seed" not in frame:
         return
     keyed = frame.dropna(subset=["setting"])
-    clash = keyed[keyed.duplicated(["setting", "seed"], keep=False)]
+    columns = ["setting", "seed", "rerun"] if "rerun" in keyed else ["setting", "seed"]
+    clash = keyed[keyed.duplicated(columns, keep=False)]
     if not clash.empty:
         cells = ", ".join(sorted(clash["cell_id"].astype(str)))
         raise UserError(f"cells {cells} have the same setting and seed: one of them is a copy or was "
@@ -256,10 +257,27 @@ def scale_key(scale: Any) -> tuple[int, ...]:
 
 
 def by_seed(rows: pd.DataFrame, column: str) -> dict[Any, float]:
-    """``seed -> value`` of one column (the cell id stands in for an unknown seed)."""
+    """``seed -> value`` of one column: the mean over a seed's numerical replicates (``rerun``) where it
+    has several finite ones, else its value as recorded (a blown-up inf stays; the cell id stands in for
+    an unknown seed)."""
+    out: dict[Any, float] = {}
+    for seed, vals in by_seed_and_rerun(rows, column).items():
+        finite = [v for v in vals if math.isfinite(v)]
+        out[seed] = sum(finite) / len(finite) if finite else vals[0]
+    return out
+
+
+def by_seed_and_rerun(rows: pd.DataFrame, column: str) -> dict[Any, list[float]]:
+    """``seed -> [value of rerun 0, rerun 1, ...]`` of one column (finite values first kept as given)."""
+    out: dict[Any, list[float]] = {}
     if column not in rows:
-        return {}
-    return {(r["cell_id"] if pd.isna(r["seed"]) else int(r["seed"])): r[column] for _, r in rows.iterrows()}
+        return out
+    ordered = rows.sort_values("rerun") if "rerun" in rows else rows
+    for _, r in ordered.iterrows():
+        seed = r["cell_id"] if pd.isna(r["seed"]) else int(r["seed"])
+        value = r[column]
+        out.setdefault(seed, []).append(math.nan if value is None or pd.isna(value) else float(value))
+    return out
 
 
 def fmt_float(value: Any) -> str:

@@ -26,6 +26,7 @@ FIELDS = [
     "paper_value",
     "reproduced_value",
     "verdict",
+    "summary",
     "reason",
     "scale_tested",
     "rule",
@@ -83,14 +84,27 @@ def judge(claim: dict[str, Any], evidence: Evidence) -> dict[str, Any]:
         "paper_value": claim.get("paper_value", ""),
         "reproduced_value": out.value,
         "verdict": out.verdict,
+        "summary": out.summary,
         "reason": out.reason,
         "scale_tested": out.scale or scale_tested(out.rows),
         "rule": f"{claim['rule']}({', '.join(f'{k}={v}' for k, v in (claim.get('params') or {}).items())})",
     }
 
 
+def applies(claim: dict[str, Any], frame: pd.DataFrame) -> bool:
+    """A claim with ``when_present: {variant: v}`` or ``{experiment: e}`` is listed only when the
+    profile has such cells (a variant's rows would otherwise crowd every profile's scorecard)."""
+    from mhc_bench.report.compare import in_experiment
+
+    needs = claim.get("when_present") or {}
+    if "variant" in needs and ("variant" not in frame or needs["variant"] not in set(frame["variant"])):
+        return False
+    return "experiment" not in needs or not in_experiment(frame, needs["experiment"]).empty
+
+
 def scorecard(evidence: Evidence, claims: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    return [judge(c, evidence) for c in (claims if claims is not None else load_claims())]
+    chosen = claims if claims is not None else load_claims()
+    return [judge(c, evidence) for c in chosen if applies(c, evidence.frame)]
 
 
 def write_scorecard(rows: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:

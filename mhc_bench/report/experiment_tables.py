@@ -189,9 +189,16 @@ def predicted_overhead_table(model: PerfModel | None) -> Table:
     title = f"Overhead, {LABEL} (kernel performance model)"
     if model is None or not model.predictions:
         return Table(title, pd.DataFrame(), [model.note if model else "no performance model read"])
-    out = [{"gpu": p.gpu, "shape": p.shape,
-            "predicted ratio to baseline": f"{p.ratio:.3f} ({p.ratio - 1:+.1%})", "kind": LABEL}
-           for p in model.predictions]
-    notes = [f"From {model.where}: a model of the fused kernels' cost, {LABEL}. C9's verdict needs the "
-             "fused kernels timed on a GPU; these rows never change it. Paper: +6.7 % at n = 4 (27B)."]
+    ends = [end for end, _ in model.band_assumptions]
+    out = []
+    for p in model.predictions:
+        row = {"gpu": p.gpu, "shape": p.shape}
+        band = next((b for b in model.band if b.gpu == p.gpu), None)
+        for end, value in band.ends if band else [("headline", 100 * (p.ratio - 1))]:
+            row[f"predicted: {end}"] = f"+{value:.1f} %"
+        out.append(row)
+    notes = [f"From {model.where}: a roofline model of the fused kernels' cost, {LABEL}, as a band between "
+             "two sets of assumptions; C9's verdict needs the fused kernels timed on a GPU, and these rows "
+             "never change it. Paper: +6.7 % at n = 4 (27B)."]
+    notes += [f"{end}: {text}." for end, text in model.band_assumptions if end in ends]
     return Table(title, pd.DataFrame(out), notes)

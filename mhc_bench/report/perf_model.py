@@ -30,15 +30,33 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class Band:
+    """One GPU's predicted overhead at both ends of the model's band (see ``mhc_bench.gpu.cost.BAND``)."""
+
+    gpu: str
+    ends: tuple[tuple[str, float], ...]  # (end, overhead %), in the model's order
+
+    def text(self) -> str:
+        low, high = min(v for _, v in self.ends), max(v for _, v in self.ends)
+        return f"{self.gpu} +{low:.1f} % to +{high:.1f} %"
+
+
+@dataclass(frozen=True)
 class PerfModel:
-    """What the hook found: predictions, or why there are none (``note``)."""
+    """What the hook found: predictions (a band where the model has one), or why there are none."""
 
     where: str  # the file, as shown in the report
     predictions: tuple[Prediction, ...] = ()
     note: str = ""
+    band: tuple[Band, ...] = ()
+    band_assumptions: tuple[tuple[str, str], ...] = ()
 
     def summary(self) -> str:
-        """One clause for C9's reason."""
+        """One clause for C9's reason: the band and each end's assumptions (else the single points)."""
+        if self.band:
+            ends = "; ".join(f"{end}: {text}" for end, text in self.band_assumptions)
+            return (f"{LABEL} ({self.where}), a band, not evidence: " + ", ".join(b.text() for b in self.band)
+                    + f" (ends: {ends})")
         if not self.predictions:
             return self.note
         return f"{LABEL} ({self.where}): " + "; ".join(p.text() for p in self.predictions)
@@ -76,4 +94,8 @@ def read_perf_model(path: Path, shown_as: str | None = None) -> PerfModel:
             continue
     if not found:
         return PerfModel(where, note=f"{where} lists no usable predictions (gpu -> overhead_pct)")
-    return PerfModel(where, tuple(found))
+    band = data.get("band") if isinstance(data.get("band"), dict) else {}
+    bands = tuple(Band(str(gpu), tuple((str(e), float(v)) for e, v in ends.items()))
+                  for gpu, ends in sorted((band.get("overhead_pct") or {}).items()))
+    assumptions = tuple((str(e), str(t)) for e, t in (band.get("assumptions") or {}).items())
+    return PerfModel(where, tuple(found), band=bands, band_assumptions=assumptions)

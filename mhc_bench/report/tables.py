@@ -49,6 +49,7 @@ def group_cols(key: GroupKey) -> dict[str, Any]:
         "n": "?" if pd.isna(key.n) else int(key.n),
         "scale": key.scale,
         "maps": key.maps,
+        **({"knobs": key.knobs} if isinstance(key.knobs, str) and key.knobs else {}),
         "lr": fmt_float(key.lr),
         "clip": fmt_float(key.grad_clip),
         "mix": fmt_float(key.mix_weight),
@@ -133,7 +134,7 @@ def diverged_text(rows: pd.DataFrame) -> str:
     div = done[done["status"] == "diverged"] if "status" in done else done.iloc[0:0]
     if div.empty:
         return f"0/{len(done)}"
-    steps = ", ".join(fmt_num(s, 0) for s in div.get("diverged_step", []) if not pd.isna(s))
+    steps = ", ".join(fmt_num(s, 0) for s in div.get("stopped_step", []) if not pd.isna(s))
     return f"{len(div)}/{len(done)}" + (f" (step {steps})" if steps else "")
 
 

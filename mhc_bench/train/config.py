@@ -126,13 +126,22 @@ class TrainSection(BaseModel):
     grad_clip: float = Field(default=1.0, ge=0)  # 0 disables clipping
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
     seed: int = Field(default=0, ge=0)
+    # A numerical replicate of the same cell: 1 trains it on the reference kernels (torch ops: other
+    # summation orders than the fast path), so that verdicts count the noise a different machine,
+    # thread count or kernel path would add (a seed of the *numerics*; grouped with its seed's cell).
+    rerun: int = Field(default=0, ge=0, le=1)
     probe_every: int = Field(default=50, ge=1)
     val_every: int = Field(default=100, ge=1)
     val_batches: int = Field(default=8, ge=1)
     ckpt_every: int = Field(default=100, ge=1)
     spike_factor: float = Field(default=2.0, gt=1)  # loss > k x running median = spike
     spike_window: int = Field(default=50, ge=2)  # losses in the running median
-    gain_ceiling: float = Field(default=1e6, gt=0)  # composite Amax gain above this = divergence
+    # Divergence is a training failure: a non-finite loss or grad norm, or a loss above this factor x
+    # ln(vocab size), the loss of a uniform guess (a model that far past guessing has blown up).
+    divergence_loss_factor: float = Field(default=2.0, gt=1)
+    # Optional compute saver: stop a cell whose composite Amax gain exceeds this. A gain is a probe,
+    # not a training failure: such a cell is "stopped" (its own status), never "diverged". Off by default.
+    gain_ceiling: float | None = Field(default=None, gt=0)
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     devices: int = Field(default=1, ge=1)
     # "ddp" re-executes the command line for the other ranks (Lightning's script launcher):
@@ -258,9 +267,11 @@ def identity(cfg: CellConfig) -> dict[str, Any]:
 
 
 def setting(cfg: CellConfig) -> dict[str, Any]:
-    """The cell's identity without its seed: what the cells of one group (seeds) share."""
+    """The cell's identity without its seed and rerun: what the cells of one group (seeds, numerical
+    replicates) share."""
     ident = identity(cfg)
     ident["train"].pop("seed", None)
+    ident["train"].pop("rerun", None)
     return ident
 
 
@@ -297,7 +308,10 @@ def cell_id(cfg: CellConfig) -> str:
         parts.append("noclip")
     if cfg.data.mix_weight > 0:
         parts.append(f"mix{cfg.data.mix_weight:g}")
-    parts += [f"s{t.seed}", config_hash(cfg)[:6]]
+    parts.append(f"s{t.seed}")
+    if t.rerun:
+        parts.append(f"r{t.rerun}")
+    parts.append(config_hash(cfg)[:6])
     return "-".join(parts)
 
 

@@ -36,11 +36,13 @@ def evaluate_loss(model: Any, batches: list, precision: str) -> float:
     return total / len(batches)
 
 
-def execution_settings(cfg: CellConfig) -> dict[str, Any]:
-    """The settings outside the cell's identity (how it ran), with the threads torch used."""
+def execution_settings(cfg: CellConfig, kernels: str) -> dict[str, Any]:
+    """The settings outside the cell's identity (how it ran: ``kernels`` as run, which a numerical
+    replicate switches to the reference), with the threads torch used."""
     from mhc_bench.train.config import EXECUTION_MODEL, EXECUTION_TRAIN
 
     out: dict[str, Any] = {k: getattr(cfg.model, k) for k in EXECUTION_MODEL}
+    out["kernels"] = kernels
     out.update({k: getattr(cfg.train, k) for k in EXECUTION_TRAIN})
     out["devices"] = cfg.train.devices
     out["torch_threads"] = torch.get_num_threads()
@@ -53,13 +55,13 @@ def final_metrics(cfg: CellConfig, ref: tracking.RunRef, steps_done: int, module
     """The ``metrics.json`` record (:class:`mhc_bench.cellfolder.Metrics`)."""
     assert cfg.resolved is not None
     probes = [h for h in monitor.history if "train_loss" in h]
-    diverged = monitor.diverged or {}
+    stopped = monitor.stopped or {}
     tokens_per_step = cfg.train.batch_size * cfg.model.seq_len * cfg.train.devices
     metrics: dict[str, Any] = {
         "cell_id": cfg.resolved.cell_id,
-        "status": "diverged" if diverged else "completed",
-        "diverged_step": diverged.get("step"),
-        "diverged_reason": diverged.get("reason"),
+        "status": stopped.get("status", "completed"),
+        "stopped_step": stopped.get("step"),
+        "stop_reason": stopped.get("reason"),
         "steps_done": steps_done,
         "final_train_loss": probes[-1]["train_loss"] if probes else None,
         "final_val_loss": val_loss,
@@ -79,7 +81,7 @@ def final_metrics(cfg: CellConfig, ref: tracking.RunRef, steps_done: int, module
         "spike_count": monitor.spikes.count,
         "n_params": module.model.num_params(),
         "kernel_paths": module.model.kernel_paths(module.device.type),
-        "execution": execution_settings(cfg),
+        "execution": execution_settings(cfg, module.model.cfg.kernels),
         "mlflow_run_id": ref.run_id,
         "mlflow_tracking_uri": ref.tracking_uri,
         "mlflow_experiment": ref.experiment,
@@ -102,7 +104,7 @@ def finalize_cell(cfg: CellConfig, cell_dir: Path, ref: tracking.RunRef, trainer
     model = module.model
     batches = eval_batches(datamodule.val_bin, cfg.model.seq_len, cfg.train.batch_size, cfg.train.val_batches)
     val_loss = evaluate_loss(model, batches, cfg.train.precision)
-    gains = probe_gains(model, datamodule.probe_batch().to(module.device))
+    gains = probe_gains(model, datamodule.probe_batch().to(module.device), final=True)
     train_tokens = datamodule.train_bin.stat().st_size // 2
     metrics = final_metrics(cfg, ref, trainer.global_step, module, monitor, val_loss, gains, train_tokens)
 

@@ -1,5 +1,11 @@
 """The training monitor callback: stability probes, grad norms, throughput, memory, spikes, divergence.
 
+Two reasons stop a cell early, and they stay apart: *divergence*, a training failure (a
+non-finite or exploding loss or gradient norm, :func:`~mhc_bench.train.stability.divergence_reason`),
+and the optional *gain ceiling* (``train.gain_ceiling``), a compute saver triggered by a probe:
+such a cell is ``stopped``, never ``diverged`` (a gain is a measurement of the maps, and mHC's is
+bounded by construction, so counting it as a failure would make claim C4 restate C3).
+
 Every ``probe_every`` steps (and at the last step, and when training stops early)
 it measures the Amax gains of the residual maps on a fixed probe batch, logs them
 with the mean train loss since the previous probe, grad norms, tokens/s, step time
@@ -21,7 +27,7 @@ import torch
 from mhc_bench.definitions import PROBE_LISTS, PROBE_SCALARS
 from mhc_bench.probes import grad_norms, probe_model
 from mhc_bench.train.config import TrainSection
-from mhc_bench.train.stability import SpikeDetector, divergence_reason
+from mhc_bench.train.stability import SpikeDetector, ceiling_reason, divergence_reason
 
 GAIN_SCALARS, GAIN_LISTS = PROBE_SCALARS, PROBE_LISTS
 
@@ -33,9 +39,10 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def probe_gains(model: torch.nn.Module, idx: torch.Tensor) -> dict[str, Any]:
-    """Amax gains and stream spreads of one forward pass on ``idx`` (see :mod:`mhc_bench.probes`)."""
-    return probe_model(model, idx)
+def probe_gains(model: torch.nn.Module, idx: torch.Tensor, final: bool = False) -> dict[str, Any]:
+    """Amax gains, stream spreads and the projection's convergence of one forward pass on ``idx`` (see
+    :mod:`mhc_bench.probes`); ``final`` adds Sinkhorn's iterations needed."""
+    return probe_model(model, idx, final=final)
 
 
 def _max(a: float, b: float) -> float:
@@ -50,7 +57,8 @@ class TrainingMonitor(L.Callback):
         self.cfg, self.probe_idx, self.tokens_per_step = train, probe_idx, tokens_per_step
         self.spikes = SpikeDetector(train.spike_factor, train.spike_window)
         self.history: list[dict[str, Any]] = []
-        self.diverged: dict[str, Any] | None = None
+        # {"step", "reason", "status": "diverged" | "stopped"} once training stops early.
+        self.stopped: dict[str, Any] | None = None
         self.max_grad_norm = self.max_grad_norm_maps = 0.0
         self.timed_s, self.timed_steps = 0.0, 0  # pure train-step time, all sessions
         self.first_step_s: float | None = None  # includes torch.compile's compilation (kernels: compile)
@@ -81,6 +89,9 @@ class TrainingMonitor(L.Callback):
         self._interval["max_grad_norm"] = _max(self._interval["max_grad_norm"], self._grads["grad_norm"])
         self._pending = self._pending or divergence_reason(grad_norm=self._grads["grad_norm"])
 
+    def _loss_limit(self, pl_module: L.LightningModule) -> float:
+        return self.cfg.divergence_loss_factor * math.log(pl_module.model.cfg.vocab_size)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         loss = float(outputs["loss"])  # syncs the device, so the step time below is real
@@ -94,17 +105,20 @@ class TrainingMonitor(L.Callback):
         self._interval["steps"] += 1
         self.spikes.update(step, loss)
 
-        reason, self._pending = self._pending or divergence_reason(loss=loss), None
+        reason = self._pending or divergence_reason(loss=loss, loss_limit=self._loss_limit(pl_module))
+        self._pending = None
         # Every rank must agree before anything collective (metric sync) or stopping.
         stop = trainer.strategy.reduce_boolean_decision(reason is not None, all=False)
         if stop and reason is None:
-            reason = "non-finite loss or grad norm on another rank"
+            reason = "non-finite or exploding loss or grad norm on another rank"
+        status = "diverged"
         if stop or step % self.cfg.probe_every == 0 or step >= (trainer.max_steps or math.inf):
             entry = self._probe(trainer, pl_module, step)
             gain = max(entry["max_composite_fwd"], entry["max_composite_bwd"])
-            reason = reason or divergence_reason(composite_gain=gain, gain_ceiling=self.cfg.gain_ceiling)
-        if reason is not None and self.diverged is None:
-            self.diverged = {"step": step, "reason": reason}
+            if reason is None and (reason := ceiling_reason(gain, self.cfg.gain_ceiling)) is not None:
+                status = "stopped"
+        if reason is not None and self.stopped is None:
+            self.stopped = {"step": step, "reason": reason, "status": status}
             trainer.should_stop = True
 
     def _probe(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> dict[str, Any]:
@@ -147,7 +161,7 @@ class TrainingMonitor(L.Callback):
     # -- checkpoint ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "history": self.history, "spikes": self.spikes.state_dict(), "diverged": self.diverged,
+            "history": self.history, "spikes": self.spikes.state_dict(), "stopped": self.stopped,
             "max_grad_norm": self.max_grad_norm, "max_grad_norm_maps": self.max_grad_norm_maps,
             "timed_s": self.timed_s, "timed_steps": self.timed_steps, "wall_s": self.wall_time_s(),
             "first_step_s": self.first_step_s,
@@ -155,7 +169,7 @@ class TrainingMonitor(L.Callback):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.history, self.diverged = list(state["history"]), state["diverged"]
+        self.history, self.stopped = list(state["history"]), state.get("stopped")
         self.spikes.load_state_dict(state["spikes"])
         self.max_grad_norm, self.max_grad_norm_maps = state["max_grad_norm"], state["max_grad_norm_maps"]
         self.timed_s, self.timed_steps = state["timed_s"], state["timed_steps"]
@@ -168,6 +182,8 @@ def _metric_name(key: str) -> str:
         return f"gain/{key}"
     if key.endswith("stream_spread"):
         return f"streams/{key}"
+    if key in ("max_col_err", "max_logit_span"):
+        return f"projection/{key}"
     if key.startswith(("grad_norm", "interval_max_grad")):
         return f"grad/{key}"
     if key in ("tokens_per_s", "step_time_ms", "peak_mem_mb"):

@@ -35,7 +35,7 @@ def reprobe_cell(cell_dir: Path) -> cf.Metrics:
     metrics = cf.require_finished(cell_dir)
     prepared = prepare_data(cfg.data)
     idx = probe_batch(prepared.val_bin, cfg.model.seq_len, cfg.train.batch_size, cfg.train.val_batches)
-    gains = probe_model(model, idx)
+    gains = probe_model(model, idx, final=True)
     cf.write_gains(cell_dir, gains)
     updates: dict[str, Any] = {k: gains[k] for k in cf.GAIN_METRICS}
     history = cf.read_history(cell_dir)

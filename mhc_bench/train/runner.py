@@ -193,7 +193,7 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
         last = cell_dir / cf.CHECKPOINT
         resuming = last.exists()
         L.seed_everything(train.seed, workers=True, verbose=False)
-        module = GPTModule(resolved.model.to_model_config(), train)
+        module = GPTModule(model_config(resolved), train)
         datamodule = TokenDataModule(prepared.train_bin, prepared.val_bin, resolved.model.seq_len,
                                      train.batch_size, train.val_batches, train.seed)
         use_gpu = train.accelerator == "gpu" or (train.accelerator == "auto" and torch.cuda.is_available())
@@ -224,6 +224,14 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
             os.environ.pop(tracking.ENV_URI, None)
         else:
             os.environ[tracking.ENV_URI] = env_uri_before
+
+
+def model_config(cfg: CellConfig) -> Any:
+    """The cell's ``ModelConfig``; a numerical replicate (``train.rerun``) runs on the reference kernels."""
+    model_cfg = cfg.model.to_model_config()
+    if cfg.train.rerun:
+        model_cfg.kernels = "torch"
+    return model_cfg
 
 
 def _is_checkpoint_error(err: BaseException) -> bool:

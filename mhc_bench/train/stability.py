@@ -41,14 +41,22 @@ class SpikeDetector:
 
 
 def divergence_reason(loss: float | None = None, grad_norm: float | None = None,
-                      composite_gain: float | None = None, gain_ceiling: float = math.inf) -> str | None:
-    """Why training must stop, or None: non-finite loss or grad norm, or a composite gain over the ceiling."""
+                      loss_limit: float = math.inf) -> str | None:
+    """Why training failed, or None: a non-finite loss or grad norm, or a loss above ``loss_limit``
+    (``train.divergence_loss_factor`` x ln(vocab): far worse than a uniform guess)."""
     if loss is not None and not math.isfinite(loss):
         return f"non-finite loss ({loss})"
     if grad_norm is not None and not math.isfinite(grad_norm):
         return f"non-finite grad norm ({grad_norm})"
-    if composite_gain is not None and not math.isfinite(composite_gain):
-        return f"non-finite composite gain ({composite_gain})"
-    if composite_gain is not None and composite_gain > gain_ceiling:
+    if loss is not None and loss > loss_limit:
+        return f"loss {loss:.4g} above {loss_limit:.4g} (exploded past a uniform guess)"
+    return None
+
+
+def ceiling_reason(composite_gain: float, gain_ceiling: float | None) -> str | None:
+    """Why a probe stops the cell (``train.gain_ceiling``, a compute saver), or None. Not a divergence."""
+    if gain_ceiling is None:
+        return None
+    if not math.isfinite(composite_gain) or composite_gain > gain_ceiling:
         return f"composite gain {composite_gain:.4g} above gain_ceiling {gain_ceiling:.4g}"
     return None

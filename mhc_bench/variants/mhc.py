@@ -67,6 +67,24 @@ class MHCMaps(nn.Module):
             nn.Parameter(biases[m]) if m in self.enabled else None for m in ("pre", "post", "res")
         )
 
+    @property
+    def sinkhorn_iters(self) -> int:
+        """Sinkhorn's iterations (t_max): the probes measure how far from converged they leave H_res."""
+        return self.iters
+
+    @torch.no_grad()
+    def res_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        """H_res's logits ``[..., n, n]`` before Sinkhorn (``alpha_res * x' phi_res + b_res``), for the
+        probes (logit span, iterations to converge); None when H_res is not learned."""
+        if self.b_res is None:
+            return None
+        dtype = ops.compute_dtype(x.dtype)
+        x_flat = x.flatten(-2).to(dtype)
+        proj = torch.nn.functional.rms_norm(x_flat, (x_flat.shape[-1],), eps=self.eps) @ self.phi.to(dtype)
+        n = self.n
+        res = proj[..., proj.shape[-1] - n * n:].unflatten(-1, (n, n))  # pre, post, res: res is last
+        return self.alpha["res"].to(dtype) * res + self.b_res.to(dtype)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x_flat = x.flatten(-2)
         if len(self.enabled) == 3:

@@ -62,6 +62,17 @@ class ProjectedMaps(nn.Module):
             nn.Parameter(static[m].clone().float()) if m in maps else None for m in ("pre", "post", "res")
         )
 
+    @torch.no_grad()
+    def res_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The H_res head's input logits ``[..., width]`` (for the probes' logit span), or None."""
+        if self.b_res is None:
+            return None
+        dtype = ops.compute_dtype(x.dtype)
+        x_flat = x.flatten(-2).to(dtype)
+        proj = norm_projection(x_flat, self.phi, self.eps, "torch")
+        res = proj[..., proj.shape[-1] - self.widths["res"]:]
+        return self.alpha["res"].to(dtype) * res + self.b_res.to(dtype)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         path = dispatch.pick(self.kernels, x.device.type, self.IMPLEMENTATIONS)
         x_flat = x.flatten(-2)

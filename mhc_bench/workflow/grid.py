@@ -5,9 +5,9 @@ declares blocks of a grid, each the product of its lists (variant x n x scale x 
 lr x data x the block's knob axes); the union of blocks minus the ``exclude`` rows is the grid.
 A value that a variant cannot take is folded, then rows are de-duplicated: a single-stream
 variant (the baseline) exists only at n = 1, a variant without maps only at
-``maps=res+pre+post``, a variant without a knob only at that knob's default (``None`` in the
-knob's column ``mixing.<knob>``). A cell produced by several blocks serves all of their
-experiments.
+``maps=res+pre+post``, a variant without a knob, or with the knob at its default, only at
+``None`` in the knob's column ``mixing.<knob>`` (the cell id omits defaults). A cell produced
+by several blocks serves all of their experiments.
 
 Why not ``snakemake.utils.Paramspace`` patterns: the cell id is the one the trainer derives
 from the resolved config (readable part + config hash, see
@@ -32,7 +32,7 @@ from mhc_bench.errors import UserError
 from mhc_bench.paths import PROJECT_ROOT, require_checkout
 
 PROFILE_DIR = PROJECT_ROOT / "workflows" / "config"
-GRID_COLUMNS = ("variant", "n", "scale", "seed", "maps", "lr", "data")
+GRID_COLUMNS = ("variant", "n", "scale", "seed", "maps", "lr", "data", "rerun")
 KNOB_PREFIX = "mixing."  # knob axis columns: mixing.<knob>
 
 
@@ -102,8 +102,13 @@ def _fold(row: dict[str, Any]) -> dict[str, Any]:
         row["n"] = 1
     if not has_knob(row["variant"], "maps"):
         row["maps"] = ALL_MAPS
+    defaults = spec.knobs.model_construct()
     for column in row:
-        if column.startswith(KNOB_PREFIX) and not has_knob(row["variant"], column[len(KNOB_PREFIX):]):
+        if not column.startswith(KNOB_PREFIX):
+            continue
+        knob = column[len(KNOB_PREFIX):]
+        # A variant without the knob, or the knob at its default, is one cell (the id omits defaults).
+        if not has_knob(row["variant"], knob) or row[column] == getattr(defaults, knob):
             row[column] = None
     return row
 
@@ -129,7 +134,7 @@ def expand_grid(config: dict[str, Any]) -> pd.DataFrame:
                 entry["experiments"].append(block["experiment"])
             entry["evaluate"] = entry["evaluate"] or block["evaluate"]
     frame = pd.DataFrame(list(rows.values()), columns=[*columns, "experiments", "evaluate"])
-    return frame.astype({"n": int, "seed": int, "evaluate": bool})
+    return frame.astype({"n": int, "seed": int, "rerun": int, "evaluate": bool})
 
 
 def results_root(config: dict[str, Any]) -> Path:
@@ -172,13 +177,15 @@ def cell_config(config: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     lr_entry = config["lrs"][row["lr"]]
     train.update(lr_entry if isinstance(lr_entry, dict) else {"lr": lr_entry})
     train["lr"], train["seed"] = float(train["lr"]), int(row["seed"])
+    if int(row.get("rerun", 0)):
+        train["rerun"] = int(row["rerun"])
     model = {**config["model"], **scale, "n_streams": int(row["n"]), "mixing": cell_mixing(config, row)}
     knobs = "".join(f"-{c[len(KNOB_PREFIX):]}{row[c]}" for c in sorted(row)
                     if c.startswith(KNOB_PREFIX) and row[c] is not None and not _missing(row[c]))
     return {
         "profile": config["profile"],
         "name": f"{row['variant']}-n{row['n']}-{row['scale']}-{row['maps']}{knobs}-{row['lr']}-{row['data']}"
-                f"-s{row['seed']}",
+                f"-s{row['seed']}" + (f"-r{int(row['rerun'])}" if int(row.get("rerun", 0)) else ""),
         "experiments": list(row.get("experiments") or []),
         "model": model,
         "data": {**config["data"], **config["data_variants"][row["data"]]},
@@ -199,7 +206,7 @@ def cell_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             cid = cell_id(CellConfig.model_validate(raw))
         except Exception as err:
             raise ProfileError(f"cell {raw['name']}: {err}") from None
-        grid = {k: (int(v) if k in ("n", "seed") else bool(v) if k == "evaluate" else
+        grid = {k: (int(v) if k in ("n", "seed", "rerun") else bool(v) if k == "evaluate" else
                     None if _missing(v) else v)
                 for k, v in row.items() if k != "experiments"}
         cells[cid] = {**raw, "grid": grid}

@@ -46,7 +46,7 @@ MAP_NAMES = ("res", "pre", "post")
 ALL_MAPS = "res+pre+post"
 # Decided per cell by the grid, so a profile's shared sections must not set them.
 GRID_MODEL_FIELDS = ("mixing", "n_streams", "d_model", "n_layer", "n_head")
-GRID_TRAIN_FIELDS = ("lr", "seed")
+GRID_TRAIN_FIELDS = ("lr", "seed", "rerun")
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -96,6 +96,9 @@ class GridBlock(BaseModel):
     maps: list[str] = Field(default=[ALL_MAPS], min_length=1)
     lr: list[str] = Field(default=["base"], min_length=1)
     data: list[str] = Field(default=["base"], min_length=1)
+    # Numerical replicates: 1 = each cell again on the reference kernels (train.rerun), which the
+    # report pools with seed noise so that loss verdicts count the machine's numerical noise too.
+    rerun: list[int] = Field(default=[0], min_length=1)
     # Knob axes: knob -> values, applied to the block's variants that have the knob.
     mixing: dict[str, list[Any]] = {}
     # False: the block's cells are trained and probed but not run through lm-eval (saves the
@@ -136,6 +139,13 @@ class GridBlock(BaseModel):
             raise ValueError(f"seeds must be >= 0, got {values}")
         return values
 
+    @field_validator("rerun")
+    @classmethod
+    def _reruns(cls, values: list[int]) -> list[int]:
+        if any(v not in (0, 1) for v in values):
+            raise ValueError(f"rerun values are 0 (the cell) or 1 (its numerical replicate), got {values}")
+        return values
+
     @field_validator("maps")
     @classmethod
     def _map_labels(cls, values: list[str]) -> list[str]:
@@ -158,6 +168,7 @@ class Exclude(BaseModel):
     maps: str | None = None
     lr: str | None = None
     data: str | None = None
+    rerun: int | None = None
 
     def matches(self, row: dict[str, Any]) -> bool:
         given = self.model_dump(exclude_none=True)
@@ -213,6 +224,18 @@ class Resources(BaseModel):
     gpu_model: str | None = None
 
 
+class PowerPlan(BaseModel):
+    """A power profile's plan: the loss gap it exists to settle, printed (seeds, MDE) before it runs."""
+
+    model_config = _STRICT
+
+    variant: str = "mhc"
+    scale: str
+    paper_effect: float
+    prior_results: str | None = None  # a results folder whose pooled noise at `scale` is the prior
+    prior_sd: float = Field(gt=0)  # the prior when that folder has no paired gaps at `scale`
+
+
 class Profile(BaseModel):
     """One profile file. Every key is documented in workflows/README.md."""
 
@@ -237,6 +260,7 @@ class Profile(BaseModel):
     eval: EvalSection = Field(default_factory=EvalSection)
     bench: BenchSection = Field(default_factory=BenchSection)
     resources: Resources = Field(default_factory=Resources)
+    power: PowerPlan | None = None
 
     @field_validator("mixing")
     @classmethod
@@ -294,6 +318,11 @@ def json_schema() -> dict[str, Any]:
         per_variant[name] = knobs
     schema["properties"]["mixing"].update(properties=per_variant, additionalProperties=False)
     schema["$defs"]["GridBlock"]["properties"]["variant"]["items"] = {"enum": list(variants.names())}
+    # Snakemake's validate() fills defaults by calling setdefault on every instance a "properties"
+    # schema meets, a null one included: a nullable section must carry no defaults of its own (the
+    # Profile model fills them).
+    for prop in schema["$defs"]["PowerPlan"]["properties"].values():
+        prop.pop("default", None)
     return schema
 
 

@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
         targets = ["report"]
         extra += ["--config", "report_only=True", "--forcerun", "report"]
     from mhc_bench.paths import PROJECT_ROOT
+    from mhc_bench.workflow.grid import cell_configs
+    from mhc_bench.workflow.power_plan import plan_text
 
+    if not args.report_only and (plan := plan_text(config, cell_configs(config), PROJECT_ROOT)):
+        print(plan, flush=True)
     return run_snakemake(f"mhc-bench reproduce --profile {config['profile']}", profile_path(args.profile),
                          results_root(config), targets, args.cores, extra, args.directory or PROJECT_ROOT)
