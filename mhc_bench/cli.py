@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cell": ("mhc_bench.workflow.run_cell", "train and evaluate one cell of a profile via Snakemake"),
     "reproduce": ("mhc_bench.workflow.reproduce", "run a profile's whole DAG (make reproduce): resumable"),
     "report": ("mhc_bench.report.command", "aggregate results into tables, plots and the claims scorecard"),
+    "store": ("mhc_bench.workflow.store_command", "check the MLflow store or rebuild it from the cell files"),
 }
 
 
