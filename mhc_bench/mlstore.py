@@ -18,6 +18,7 @@ by a kill finished. Importing this module imports neither MLflow nor SQLAlchemy.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -75,10 +76,16 @@ def create_store_file(db: Path) -> None:
     for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
         leftover.unlink(missing_ok=True)
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+    quiet = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+    levels = [log.level for log in quiet]
     try:
+        for log in quiet:  # "Creating initial MLflow database tables...": not the user's business
+            log.setLevel(logging.WARNING)
         _initialize_tables(engine)
     finally:
         engine.dispose()
+        for log, level in zip(quiet, levels, strict=True):
+            log.setLevel(level)
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     forget_engines(db)

@@ -147,14 +147,14 @@ def training_lock(cell_dir: Path, cid: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def check_store(uri: str) -> None:
+def check_store(uri: str, profile: str | None) -> None:
     """A damaged SQLite store is one line before any compute (an absent one is created later)."""
     from mhc_bench import mlstore
 
     db = tracking.sqlite_path(uri)
     if db is not None:
         with tracking.store_lock(uri):
-            mlstore.check_store(db)
+            mlstore.check_store(db, f"mhc-bench store rebuild --profile {profile or '<profile>'}")
 
 
 def _finish_if_running(cell_dir: Path, metrics: cf.Metrics) -> None:
@@ -213,7 +213,7 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
         _finish_if_running(cell_dir, done)
         return done.model_dump()
     check_writable(cell_dir)
-    check_store(cfg.tracking.tracking_uri or store_uri(cfg, cell_dir))
+    check_store(cfg.tracking.tracking_uri or store_uri(cfg, cell_dir), cfg.profile)
 
     import lightning as L
     import torch

@@ -38,4 +38,5 @@ def run(args: argparse.Namespace) -> int:
     from mhc_bench.paths import PROJECT_ROOT
 
     return run_snakemake(f"mhc-bench reproduce --profile {config['profile']}", profile_path(args.profile),
-                         results_root(config), targets, args.cores, extra, args.directory or PROJECT_ROOT)
+                         results_root(config), targets, args.cores, extra, args.directory or PROJECT_ROOT,
+                         config=config, report_only=args.report_only)
