@@ -16,7 +16,7 @@ import sys
 from mhc_bench import __version__
 from mhc_bench.errors import UserError
 from mhc_bench.heap import keep_freed_memory
-from mhc_bench.paths import configure_environment
+from mhc_bench.paths import check_same_checkout, configure_environment
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        check_same_checkout()
         return int(module.run(args) or 0)
     except UserError as err:
         print(f"mhc-bench {args.command}: error: {err.one_line()}", file=sys.stderr)
