@@ -91,8 +91,8 @@ def test_cell_trains_writes_outputs_and_tracks_in_mlflow(
         assert metrics["max_composite_fwd"] == 1.0 and metrics["max_grad_norm_maps"] == 0.0
     if residual == "mhc":
         assert metrics["max_composite_fwd"] == pytest.approx(1.0, abs=1e-3)  # doubly stochastic
-    for name in ("config.yaml", "model.safetensors", "tokenizer.json", "history.json", "gains.json", "run.json",
-                 "checkpoints/last.ckpt", "gains_per_layer.png", "gains_over_steps.png"):
+    for name in ("config.yaml", "model.safetensors", "tokenizer.json", "history.json", "gains.json",
+                 "run.json", "checkpoints/last.ckpt", "gains_per_layer.png", "gains_over_steps.png"):
         assert (out / name).is_file(), name
 
     history = json.loads((out / "history.json").read_text())
