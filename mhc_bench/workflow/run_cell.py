@@ -150,6 +150,8 @@ def regenerate_weights(config: dict[str, Any], cell: dict[str, Any], cell_id: st
               "(`git diff` shows them); eval.json was scored on the earlier weights: re-evaluate with "
               f"`mhc-bench cell {cell_id} --force`.")
     shutil.rmtree(scratch, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        scratch.parent.rmdir()  # .regenerate/, unless another cell is being regenerated
     return 0
 
 
