@@ -132,7 +132,7 @@ def test_a_corrupt_store_is_one_line_and_rebuilds_from_the_cells_losing_nothing(
 
     rebuilt = run_ok([*cli, "store", "rebuild", "--profile", profile, "--directory", str(tmp_path)], tmp_path)
     assert "from 2 finished cell(s)" in rebuilt.stdout
-    assert list(db.parent.glob("mlflow.db.damaged-*"))  # the damaged file is kept
+    assert list(db.parent.glob("mlflow.db.replaced-*"))  # the damaged file is kept
     after = snapshot(db)
     assert after == before  # same run ids, params, tags, points and artifact roots
     assert_mirrors_cells(db, cells)

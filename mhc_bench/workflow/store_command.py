@@ -3,12 +3,15 @@
 The cell files are the source of truth and the store mirrors them
 (:mod:`mhc_bench.train.mirror`), so a lost or damaged store is rebuilt from them alone:
 one run per finished cell, with its id from ``metrics.json``, its params from
-``config.yaml``, its tags (provenance recorded in ``metrics.json`` where present), every
+``config.yaml``, its tags (the provenance ``metrics.json`` records; for cells written
+before it did, whatever the old store still yields, else the grid's values), every
 history point, the final metrics and the evaluation scores, its artifacts pointing at
 the cell folder. The new store is built beside the old one and renamed over it; the old
-file is kept as ``mlflow.db.damaged-<time>`` (``check`` first says what is wrong). Runs
+file is kept as ``mlflow.db.replaced-<time>`` (``check`` first says what is wrong). Runs
 of cells that have not finished are not rebuilt: such a cell starts a new run when it
-resumes and logs its whole history when it finishes.
+resumes and logs its whole history when it finishes. Rebuilding a healthy store is
+harmless too: it brings a store written by an earlier version in line with the files
+(artifact roots in the cell folders, one value per point).
 """
 
 from __future__ import annotations
@@ -38,6 +41,26 @@ def _base_tags(cfg: Any, metrics: Any) -> dict[str, str]:
             "profile": cfg.profile or "", "name": cfg.name or ""}
 
 
+def salvage_tags(db: Path, run_id: str | None) -> dict[str, str]:
+    """A run's own tags from the old store, as far as it can still be read (else nothing)."""
+    import sqlite3
+
+    from mhc_bench import tracking
+
+    if run_id is None or not db.exists():
+        return {}
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)).fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return {}
+    return {k: v for k, v in rows
+            if not k.startswith(("mlflow.", "eval_")) and k not in tracking.DERIVED_TAGS}
+
+
 def rebuild_store(db: Path, cells_root: Path, experiment: str) -> tuple[int, Path | None]:
     """Rebuild the SQLite store ``db`` from the finished cells under ``cells_root`` (paths relative
     to the working directory); returns (runs rebuilt, where the old store was kept)."""
@@ -62,7 +85,7 @@ def rebuild_store(db: Path, cells_root: Path, experiment: str) -> tuple[int, Pat
             continue
         if metrics is None or cfg is None:
             continue
-        tags = metrics.provenance or _base_tags(cfg, metrics)
+        tags = metrics.provenance or salvage_tags(db, metrics.mlflow_run_id) or _base_tags(cfg, metrics)
         params = flatten(cfg.model_dump(mode="json", exclude={"tracking"}))
         ref = tracking.start_run(uri, metrics.mlflow_experiment or experiment, metrics.cell_id, tags, params,
                                  artifact_dir=cell_dir, run_id=metrics.mlflow_run_id)
@@ -73,10 +96,11 @@ def rebuild_store(db: Path, cells_root: Path, experiment: str) -> tuple[int, Pat
     mlstore.forget_engines(building)
     kept = None
     if db.exists():
-        kept = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        kept = db.with_name(f"{db.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
         mlstore.forget_engines(db)
         db.replace(kept)
     building.replace(db)
+    building.with_name(building.name + ".lock").unlink(missing_ok=True)
     return count, kept
 
 
