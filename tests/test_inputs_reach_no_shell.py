@@ -36,13 +36,16 @@ def test_quotes_and_command_substitutions_in_profile_values_stay_text(tmp_path: 
         "grid": [{"variant": ["mhc"], "n": [2], "scale": ["s"], "seed": [0]}],
         "scales": {"s": {"d_model": 32, "n_layer": 1, "n_head": 2}},
         "data": {"corpus": str(corpus), "tokenizer": "char"}, "eval": {"enabled": False},
-        "bench": {"enabled": False},
+        # the bench's arguments travel as one quoted word and are split again (rule_steps bench)
+        "bench": {"args": ["--d-model", "32", "--n", "2", "--layers", "1", "--seq-len", "16", "--batch", "2",
+                           "--repeats", "1", "--warmup", "1", "--paths", "torch", "--variants", "baseline",
+                           "--skip", "recompute", "micro", "peer", "compile_cache"]},
     }
     config = tmp_path / "toy.yaml"
     config.write_text(yaml.safe_dump(profile))
     work = tmp_path / "work"
     results = f"res {EVIL}/toy"
-    targets = [f"{results}/data/base.json", f"{results}/mlflow.ready"]
+    targets = [f"{results}/data/base.json", f"{results}/mlflow.ready", f"{results}/bench/bench.json"]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["MHC_BENCH_CACHE"] = str(tmp_path / "cache")  # the corpus is read from its odd path, not a cache
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory",
@@ -52,6 +55,7 @@ def test_quotes_and_command_substitutions_in_profile_values_stay_text(tmp_path: 
     prepared = json.loads((work / targets[0]).read_text())
     assert prepared["vocab_size"] == 257 and str(tmp_path / "cache") in prepared["dir"]
     assert (work / results / "mlflow.db").exists()
+    assert json.loads((work / targets[2]).read_text())["rows"]
     assert not list(tmp_path.rglob("PWNED*")) and not list(PROJECT_ROOT.glob("PWNED*"))
 
 

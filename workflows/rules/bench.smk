@@ -17,4 +17,4 @@ rule bench:
     shell:
         # The profile's arguments travel as one quoted word, split on whitespace by rule_steps.
         "{PY:q} -m mhc_bench.workflow.rule_steps bench --out \"$(dirname {output.json:q})\" "
-        "--args {params.args:q} > {log:q} 2>&1"
+        "--args={params.args:q} > {log:q} 2>&1"
