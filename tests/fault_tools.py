@@ -47,8 +47,9 @@ def train_cmd(config: Path, out: Path) -> list[str]:
 
 
 def run_until(cmd: list[str], when: Callable[[], bool], cwd: Path | None = None, timeout: float = 240,
-              what: str = "") -> None:
-    """Start ``cmd`` in its own process group and SIGKILL the group as soon as ``when()`` holds."""
+              what: str = "", after: float = 0.0) -> None:
+    """Start ``cmd`` in its own process group and SIGKILL the group ``after`` seconds after ``when()``
+    first holds."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     deadline = time.monotonic() + timeout
@@ -59,6 +60,7 @@ def run_until(cmd: list[str], when: Callable[[], bool], cwd: Path | None = None,
                 pytest.fail(f"the process ended (rc {proc.returncode}) before the kill point {what}: {err}")
             assert time.monotonic() < deadline, f"kill point {what} never came"
             time.sleep(0.002)
+        time.sleep(after)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
