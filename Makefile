@@ -14,7 +14,17 @@ export HF_HOME := $(CURDIR)/.cache/hf
 
 # The venv is built once: torch's local CPU wheel first (any other torch
 # request pulls a multi-GB CUDA build), then the pinned stack, then the project.
+# A venv belongs to the folder it was built in (its scripts' #! lines and the editable
+# install name that folder): in a copied or moved checkout it is rebuilt, never reused.
+VENV_DIR := $(abspath $(VENV))
+SHEBANG := \#!$(VENV_DIR)/bin/python
+ifneq ($(shell head -n1 $(VENV)/bin/mhc-bench 2>/dev/null),$(SHEBANG))
+.PHONY: $(VENV)/.installed
+endif
+
 $(VENV)/.installed: pyproject.toml
+	@if [ -e $(VENV)/bin/mhc-bench ] && [ "$$(head -n1 $(VENV)/bin/mhc-bench)" != '$(SHEBANG)' ]; then \
+	  echo "$(VENV) was built for another folder: rebuilding it in $(CURDIR)"; rm -rf $(VENV); fi
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0

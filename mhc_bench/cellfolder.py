@@ -8,11 +8,13 @@ file          written by                              record
 ============= ======================================= ==========================
 cell.yaml     the workflow (what the grid asked for)  ``CellConfig``
 config.yaml   training (what was trained: resolved)   ``CellConfig``
-metrics.json  training, last (its presence = done)    :class:`Metrics`
+metrics.json  training, last (its presence = done)    :class:`Metrics` (+ weights' size, sha256)
 history.json  training (one entry per probe / val)    list of :class:`HistoryEntry`
 gains.json    training / ``mhc-bench probe``          :class:`Gains`
 eval.json     evaluation                              :class:`EvalRecord`
-model.pt      training (final weights)                torch state dict
+model.safetensors training (final weights; not        safetensors state dict
+              committed: ``mhc-bench cell <id>
+              --keep-weights`` regenerates them)
 tokenizer.json training (copy of the data's)          tokenizers JSON
 run.json      training (the MLflow run, not shared)   ``tracking.RunRef``
 ============= ======================================= ==========================
@@ -21,6 +23,9 @@ Every JSON file has one writer (``write_*``, atomic) and one reader (``read_*``)
 a missing file reads as ``None``; a file that is unreadable or does not match its
 record raises :class:`CellFileError` naming the file and what to do. Readers
 accept only what the writers produce. Importing this module does not import torch.
+The weights are trusted only when their size and sha256 match what ``metrics.json``
+recorded (:func:`weights_problem`); cells from before that record (and ``model.pt`` of
+older versions) load unchecked.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ METRICS = "metrics.json"
 HISTORY = "history.json"
 GAINS = "gains.json"
 EVAL = "eval.json"
-MODEL = "model.pt"
+MODEL = "model.safetensors"
+LEGACY_MODEL = "model.pt"  # torch.save state dicts of earlier versions: still read
 TOKENIZER = "tokenizer.json"
 RUN = "run.json"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -113,6 +119,11 @@ class Metrics(BaseModel):
     variant: str
     n_streams: int
     seed: int
+    # Optional (absent in cells of earlier versions): the weights file as written, checked
+    # before the cell is trusted, and the run's provenance tags (git sha, hardware, versions).
+    weights_bytes: int | None = None
+    weights_sha256: str | None = None
+    provenance: dict[str, str] | None = None
 
 
 # Metrics copied from the final model's probes, and those kept as peaks over training.
@@ -355,11 +366,43 @@ def require_finished(cell_dir: Path) -> Metrics:
         state = "is training or was interrupted" if (cell_dir / CHECKPOINT).exists() else "was never trained"
         raise CellFileError(f"{cell_dir} has no {METRICS}: the cell {state}; train it first "
                             f"(`mhc-bench cell {cell_dir.name}`)")
-    for name in (CONFIG, MODEL, TOKENIZER):
+    for name in (CONFIG, TOKENIZER):
         if not (cell_dir / name).exists():
-            raise CellFileError(f"{cell_dir / name} is missing (committed results carry no weights); "
-                                f"retrain the cell (`mhc-bench cell {cell_dir.name} --force`)")
+            raise CellFileError(f"{cell_dir / name} is missing; retrain the cell "
+                                f"(`mhc-bench cell {cell_dir.name} --keep-weights`)")
+    if weights_file(cell_dir) is None:
+        raise CellFileError(f"{cell_dir / MODEL} is missing (committed results carry no weights); "
+                            f"regenerate it (`mhc-bench cell {cell_dir.name} --keep-weights`)")
     return metrics
+
+
+def weights_file(cell_dir: Path) -> Path | None:
+    """The cell's weights file (safetensors, else an older version's ``model.pt``), or None."""
+    return next((p for p in (Path(cell_dir) / MODEL, Path(cell_dir) / LEGACY_MODEL) if p.exists()), None)
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_problem(cell_dir: Path, metrics: Metrics) -> str | None:
+    """What is wrong with weights that exist but differ from the record (truncated, altered); None
+    when they match, are absent, or the cell recorded nothing (an earlier version)."""
+    path = Path(cell_dir) / MODEL
+    if metrics.weights_bytes is None or not path.exists():
+        return None
+    size = path.stat().st_size
+    if size != metrics.weights_bytes:
+        return f"{path} has {size} bytes, {METRICS} recorded {metrics.weights_bytes} (truncated?)"
+    if metrics.weights_sha256 and file_sha256(path) != metrics.weights_sha256:
+        return f"{path} does not match the sha256 {METRICS} recorded (altered or damaged)"
+    return None
 
 
 def read_config(cell_dir: Path) -> Any:
@@ -387,15 +430,25 @@ def load_trained_model(cell_dir: Path, map_location: str = "cpu") -> tuple[Any, 
     from mhc_bench.model import GPT
 
     cell_dir = Path(cell_dir)
-    require_finished(cell_dir)
+    metrics = require_finished(cell_dir)
     cfg = read_config(cell_dir)
     model_cfg = cfg.model.to_model_config()
     model_cfg.kernels = "auto"
     model = GPT(model_cfg)
+    path = weights_file(cell_dir)
+    assert path is not None  # require_finished checked it
+    problem = weights_problem(cell_dir, metrics)
+    if problem is not None:
+        raise CellFileError(f"{problem}; regenerate it (`mhc-bench cell {cell_dir.name} --keep-weights`)")
     try:
-        state = torch.load(cell_dir / MODEL, map_location=map_location, weights_only=True)
+        if path.name == MODEL:
+            from safetensors.torch import load_file
+
+            state = load_file(path, device=map_location)
+        else:
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise CellFileError(f"{cell_dir / MODEL} cannot be loaded ({type(err).__name__}); retrain the "
-                            f"cell (`mhc-bench cell {cell_dir.name} --force`)") from None
+        raise CellFileError(f"{path} cannot be loaded ({type(err).__name__}); regenerate it "
+                            f"(`mhc-bench cell {cell_dir.name} --keep-weights`)") from None
     model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in state.items()})
     return model.eval(), cfg

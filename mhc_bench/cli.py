@@ -16,7 +16,7 @@ import sys
 from mhc_bench import __version__
 from mhc_bench.errors import UserError
 from mhc_bench.heap import keep_freed_memory
-from mhc_bench.paths import configure_environment
+from mhc_bench.paths import check_same_checkout, configure_environment
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cell": ("mhc_bench.workflow.run_cell", "train and evaluate one cell of a profile via Snakemake"),
     "reproduce": ("mhc_bench.workflow.reproduce", "run a profile's whole DAG (make reproduce): resumable"),
     "report": ("mhc_bench.report.command", "aggregate results into tables, plots and the claims scorecard"),
+    "store": ("mhc_bench.workflow.store_command", "check the MLflow store or rebuild it from the cell files"),
 }
 
 
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        check_same_checkout()
         return int(module.run(args) or 0)
     except UserError as err:
         print(f"mhc-bench {args.command}: error: {err.one_line()}", file=sys.stderr)

@@ -5,6 +5,10 @@ editable install finds it next to the package; a regular install finds it throug
 ``$MHC_BENCH_ROOT`` or by looking upwards from the working directory, and commands that
 need it fail with one clear line when there is none (:func:`require_checkout`).
 
+A copied or moved checkout is its own: ``make`` rebuilds a venv built for another folder,
+and the CLI refuses to run a venv of one checkout inside another (it would read and write
+the other one's results) in one line (:func:`check_same_checkout`).
+
 Downloaded data (sdists, extracted files) goes to a *user* cache so that fresh
 clones and CI reuse it; tool caches (inductor, triton, HF, matplotlib) go under
 the project's ignored ``.cache/`` so they never leak into the home directory.
@@ -45,6 +49,21 @@ def require_checkout() -> Path:
         raise UserError(f"mhc-bench needs its project checkout (Snakefile, workflows/) and found none at "
                         f"{PROJECT_ROOT}: run from inside the checkout or set {ROOT_ENV}=<checkout>")
     return PROJECT_ROOT
+
+
+def check_same_checkout(cwd: Path | None = None) -> None:
+    """Refuse (one line) when the working directory is inside a checkout other than the one this
+    installation belongs to: a venv copied or moved with its checkout still points at the original."""
+    from mhc_bench.errors import UserError
+
+    if os.environ.get(ROOT_ENV):
+        return
+    here = (cwd or Path.cwd()).resolve()
+    inside = next((p for p in (here, *here.parents) if _is_checkout(p)), None)
+    if inside is not None and inside != PROJECT_ROOT.resolve():
+        raise UserError(f"this mhc-bench is installed for the checkout {PROJECT_ROOT}, but you are in the "
+                        f"checkout {inside} (copied or moved?): run `make venv` there to give it its own "
+                        f"venv, then use {inside / '.venv' / 'bin' / 'mhc-bench'}")
 
 
 def data_cache_dir() -> Path:

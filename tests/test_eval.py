@@ -44,7 +44,9 @@ def build_cell(path: Path, tracking_uri: str | None = None, **metrics: Any) -> P
     model = tiny_model()
     cfg = cell_config("mhc", 2, d_model=32, n_layer=1, seq_len=48, kernels="torch")
     path.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path / cf.MODEL)
+    from mhc_bench.train.finalize import save_weights
+
+    save_weights(model, path / cf.MODEL)
     (path / cf.CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     ByteTokenizer().save(path / cf.TOKENIZER)
     if tracking_uri:

@@ -85,7 +85,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> Non
     assert [r.info.run_name for r in runs] == [cell_id(parse_cell_config(raw))]
     assert runs[0].info.run_id == metrics["mlflow_run_id"]
     assert runs[0].info.status == "FINISHED"
-    # the steps replayed after the resume (last checkpoint -> kill) are not logged twice
-    for key in ("train/loss", "gain/max_composite_fwd", "val/loss", "grad/grad_norm"):
+    # the steps replayed after the resume (last checkpoint -> kill) are not logged twice, and the
+    # run holds exactly what the cell's files hold
+    for key in ("train/loss_mean", "gain/max_composite_fwd", "val/loss", "grad/grad_norm"):
         steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, key)]
         assert steps and len(steps) == len(set(steps)), (key, steps)
+    from store_checks import assert_mirrors_cells
+
+    assert_mirrors_cells(store / "mlflow.db", [out])

@@ -183,7 +183,7 @@ def test_broken_result_files_are_moved_aside_for_regeneration(tmp_path: Path) ->
     (bad / cf.METRICS).write_text('{"cell_id": "truncated"')
     (bad / cf.EVAL).write_text(json.dumps({"status": "completed"}))
     moved = quarantine_broken_outputs(tmp_path / "cells")
-    assert sorted(p.name for p in moved) == ["eval.json.corrupt", "metrics.json.corrupt"]
+    assert sorted(p.name for p, _ in moved) == ["eval.json.corrupt", "metrics.json.corrupt"]
     assert not (bad / cf.METRICS).exists() and (good / cf.METRICS).exists() and (good / cf.EVAL).exists()
 
 

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell", help="trained cell directory (results/cells/<id>/)")
     parser.add_argument("--tasks", nargs="+", default=list(GROUPS),
                         help=f"local groups/tasks {list(GROUPS)} or lm-eval built-ins (bbh, gsm8k, mmlu; "
-                             "these need hub access)")
+                             "these need hub access); one argument may hold several, space-separated")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most N items per task")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help="fixed batch size (recorded: scores can move with it)")
@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--cell is required (or --prepare-only)")
     from mhc_bench.evaluation.runner import evaluate_cell
 
-    record = evaluate_cell(args.cell, args.tasks, args.limit, args.batch_size, args.max_items,
+    tasks = [name for arg in args.tasks for name in arg.split()]  # the DAG passes them as one quoted word
+    record = evaluate_cell(args.cell, tasks, args.limit, args.batch_size, args.max_items,
                            force=args.force)
     if record.status == "skipped":
         print(f"{record.cell}: not evaluated: {record.reason}")

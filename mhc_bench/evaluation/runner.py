@@ -69,28 +69,20 @@ def _existing(cell_dir: Path, identity: dict[str, Any]) -> cf.EvalRecord | None:
 
 def mlflow_metrics(rows: dict[str, cf.EvalRow]) -> dict[str, float]:
     """Flat MLflow metric names: ``eval/<task>/<metric>`` (+ ``_stderr``), ``/chance``, ``/n``."""
-    out: dict[str, float] = {}
-    for task, row in rows.items():
-        for metric, score in row.metrics.items():
-            if score.value is not None:
-                out[f"eval/{task}/{metric}"] = score.value
-            if score.stderr is not None:
-                out[f"eval/{task}/{metric}_stderr"] = score.stderr
-        if row.chance is not None:
-            out[f"eval/{task}/chance"] = row.chance
-        out[f"eval/{task}/n"] = float(row.n)
-    return out
+    from mhc_bench.train.mirror import eval_metrics
+
+    return eval_metrics(rows)
 
 
 def _mirror(metrics: cf.Metrics, record: cf.EvalRecord) -> cf.EvalMirror | None:
-    """Log the scores into the cell's training run (the one metrics.json names)."""
+    """Log the scores into the cell's training run (the one metrics.json names), one value per
+    point: a re-evaluation (or one killed after logging) replaces, never adds."""
+    from mhc_bench.train.mirror import eval_tags
+
     ref = tracking.cell_run(metrics)
     if ref is None:
         return None
-    tags = {"eval_task_config_hash": record.task_config_hash, "eval_batch_size": record.batch_size,
-            "eval_limit": record.limit, "eval_lm_eval_version": record.lm_eval_version,
-            "eval_status": record.status}
-    n = tracking.log_metrics(ref, mlflow_metrics(record.results), 0, tags=tags)
+    n = tracking.log_metrics(ref, mlflow_metrics(record.results), 0, tags=eval_tags(record))
     return cf.EvalMirror(run_id=ref.run_id, tracking_uri=ref.tracking_uri, n_metrics=n)
 
 

@@ -211,7 +211,8 @@ def cell_row(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
         problems.append(Problem(cell.cell_id, "stale probes",
                                 f"gains measured under probe definition {version or 1}, current is "
                                 f"{PROBE_VERSION}: left out of every table; re-probe with "
-                                f"`mhc-bench probe --cell {where}` (needs model.pt) or retrain"))
+                                f"`mhc-bench probe --cell {where}` (regenerate absent weights first: "
+                                f"`mhc-bench cell {cell.folder.name} --keep-weights`)"))
     row["has_metrics"] = cell.metrics is not None
     row["has_eval"] = cell.eval is not None
     row.update(_eval_columns(cell))

@@ -73,11 +73,16 @@ def read_cell(folder: Path) -> Cell:
     if cell.config is None and "unreadable config" not in unreadable:
         cell.problems.append(Problem(cid, "no config", f"neither {cf.CONFIG} nor {cf.CELL_YAML}; grid "
                                      f"values taken from {cf.METRICS}"))
-    if cell.metrics is None and f"unreadable {cf.METRICS}" not in unreadable:
+    corrupt = {name for name in (cf.METRICS, cf.EVAL) if (folder / f"{name}.corrupt").exists()}
+    for name in sorted(corrupt):
+        if getattr(cell, "metrics" if name == cf.METRICS else "eval") is None:
+            cell.problems.append(Problem(cid, f"corrupt {name}", f"moved aside as {name}.corrupt by a run "
+                                         "that found it damaged; `make reproduce` regenerates it"))
+    if cell.metrics is None and f"unreadable {cf.METRICS}" not in unreadable and cf.METRICS not in corrupt:
         cell.problems.append(Problem(cid, f"no {cf.METRICS}", "not trained, or training failed before "
                                      "writing it"))
     if (cell.metrics is not None and cell.eval is None and f"unreadable {cf.EVAL}" not in unreadable
-            and expects_eval(cell)):
+            and cf.EVAL not in corrupt and expects_eval(cell)):
         cell.problems.append(Problem(cid, f"no {cf.EVAL}", "trained but not evaluated"))
     if cell.eval is not None and cell.eval["status"] == "skipped":
         cell.problems.append(Problem(cid, "eval skipped", str(cell.eval.get("reason") or "")))

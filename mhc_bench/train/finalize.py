@@ -1,9 +1,16 @@
-"""After training: final evaluation, the cell's files, and their MLflow mirror (rank 0 only)."""
+"""After training: final evaluation, the cell's files, and their MLflow mirror (rank 0 only).
+
+Order matters for a kill at any point: the weights, history, gains and plots first, then
+the MLflow mirror of the files, then ``metrics.json`` (its presence marks the cell
+finished, and it records the weights' size and sha256), and only then the run is marked
+``FINISHED``. A cell killed before ``metrics.json`` resumes from its checkpoint and
+finalises again; the mirror writes one value per (key, step) whatever ran before.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import shutil
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +19,7 @@ import torch
 from mhc_bench import cellfolder as cf
 from mhc_bench import tracking
 from mhc_bench.data.epochs import epochs
+from mhc_bench.train import mirror
 from mhc_bench.train.config import CellConfig
 from mhc_bench.train.data import TokenDataModule, eval_batches
 from mhc_bench.train.module import GPTModule, perplexity
@@ -98,6 +106,20 @@ def final_metrics(cfg: CellConfig, ref: tracking.RunRef, steps_done: int, module
     return cf.Metrics.model_validate(cf.finite_or_none(metrics))
 
 
+def save_weights(model: torch.nn.Module, path: Path) -> tuple[int, str]:
+    """The state dict as safetensors, written atomically; returns (bytes, sha256)."""
+    from safetensors.torch import save_file
+
+    state = {k.removeprefix("_orig_mod."): v.detach().cpu().clone()  # tied weights: one copy each
+             for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp))
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    return path.stat().st_size, cf.file_sha256(path)
+
+
 def finalize_cell(cfg: CellConfig, cell_dir: Path, ref: tracking.RunRef, trainer: Any, module: GPTModule,
                   datamodule: TokenDataModule, monitor: TrainingMonitor) -> dict[str, Any]:
     """Evaluate the final model, write the cell's files (``metrics.json`` last: it marks "finished")."""
@@ -108,23 +130,23 @@ def finalize_cell(cfg: CellConfig, cell_dir: Path, ref: tracking.RunRef, trainer
     train_tokens = datamodule.train_bin.stat().st_size // 2
     metrics = final_metrics(cfg, ref, trainer.global_step, module, monitor, val_loss, gains, train_tokens)
 
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, cell_dir / cf.MODEL)
+    size, sha = save_weights(model, cell_dir / cf.MODEL)
     cf.write_history(cell_dir, monitor.history)
     cf.write_gains(cell_dir, gains)
     title = f"{metrics.cell_id} (step {metrics.steps_done})"
     plots = [plot_gains_per_layer(gains, title, cell_dir / "gains_per_layer.png"),
              plot_gains_over_steps(monitor.history, metrics.cell_id, cell_dir / "gains_over_steps.png")]
+    provenance = tracking.run_tags(ref)
+    metrics = metrics.model_copy(update={"weights_bytes": size, "weights_sha256": sha,
+                                         "provenance": provenance or None})
 
-    staging = cell_dir / ".staging"
-    staged = cf.write_metrics(staging, metrics)
-    record = metrics.model_dump()
-    tracking.log_metrics(ref, {f"final/{k}": v for k, v in record.items()}, metrics.steps_done,
-                         tags={"status": metrics.status, "probe_version": str(metrics.probe_version)})
+    history = [h.model_dump(exclude_none=True) for h in cf.read_history(cell_dir)]
+    tracking.log_points(ref, {**mirror.history_points(history), **mirror.final_points(metrics)},
+                        tags=mirror.final_tags(metrics))
+    cf.write_metrics(cell_dir, metrics)
     tracking.log_artifacts(ref, [cell_dir / cf.CONFIG, cell_dir / cf.HISTORY, cell_dir / cf.GAINS, *plots,
-                                 staged])
+                                 cell_dir / cf.METRICS])
     tracking.end_run(ref, "FINISHED")
-    staged.replace(cell_dir / cf.METRICS)
-    shutil.rmtree(staging, ignore_errors=True)
     print(f"{metrics.cell_id}: {metrics.status} after {metrics.steps_done} steps, "
           f"val loss {val_loss:.4f}; wrote {cell_dir}")
-    return record
+    return metrics.model_dump()

@@ -27,6 +27,7 @@ import torch
 from mhc_bench.definitions import PROBE_LISTS, PROBE_SCALARS
 from mhc_bench.probes import grad_norms, probe_model
 from mhc_bench.train.config import TrainSection
+from mhc_bench.train.mirror import entry_metrics, val_metrics
 from mhc_bench.train.stability import SpikeDetector, ceiling_reason, divergence_reason
 
 GAIN_SCALARS, GAIN_LISTS = PROBE_SCALARS, PROBE_LISTS
@@ -143,10 +144,8 @@ class TrainingMonitor(L.Callback):
         }
         self._interval = {"time": 0.0, "steps": 0, "max_grad_norm": 0.0}
         self.history.append(entry)
-        scalars = {k: v for k, v in entry.items()
-                   if k not in (*GAIN_LISTS, "step", "probe_version") and v is not None}
         if trainer.logger is not None:
-            trainer.logger.log_metrics({_metric_name(k): float(v) for k, v in scalars.items()}, step=step)
+            trainer.logger.log_metrics(entry_metrics(entry), step=step)
         return entry
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -157,6 +156,8 @@ class TrainingMonitor(L.Callback):
             self.history[-1]["val_loss"] = loss
         else:
             self.history.append({"step": step, "val_loss": loss})
+        if trainer.logger is not None:  # at the step of its history entry (Lightning's would be step - 1)
+            trainer.logger.log_metrics(val_metrics(loss), step=step)
 
     # -- checkpoint ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -176,16 +177,3 @@ class TrainingMonitor(L.Callback):
         self.first_step_s = state.get("first_step_s")  # absent in checkpoints of older versions
         self.wall_prior_s, self._interval = state["wall_s"], dict(state["interval"])
 
-
-def _metric_name(key: str) -> str:
-    if key.startswith(("max_single", "max_composite", "max_prefix", "min_", "layer0")):
-        return f"gain/{key}"
-    if key.endswith("stream_spread"):
-        return f"streams/{key}"
-    if key in ("max_col_err", "max_logit_span"):
-        return f"projection/{key}"
-    if key.startswith(("grad_norm", "interval_max_grad")):
-        return f"grad/{key}"
-    if key in ("tokens_per_s", "step_time_ms", "peak_mem_mb"):
-        return f"perf/{key}"
-    return {"train_loss": "train/loss_mean"}.get(key, f"train/{key}")

@@ -1,7 +1,8 @@
 """``mhc-bench probe --cell DIR [DIR ...]``: recompute a trained cell's stability probes from its model.
 
 When a probe definition changes (``mhc_bench.probes.PROBE_VERSION``) finished cells need
-no retraining: the final weights are in ``model.pt`` and the probe batch is a fixed
+no retraining: the final weights are in ``model.safetensors`` (``mhc-bench cell <id>
+--keep-weights`` regenerates them for committed cells) and the probe batch is a fixed
 function of the data and the config. The final gains (``gains.json``, the gain keys of
 ``metrics.json``, the per-layer plot, MLflow's ``final/*``) are rewritten. Probes taken
 *during* training cannot be recomputed: history entries keep the version they were
@@ -48,9 +49,10 @@ def reprobe_cell(cell_dir: Path) -> cf.Metrics:
     plot_gains_per_layer(gains, f"{metrics.cell_id} (step {metrics.steps_done}, re-probed)",
                          cell_dir / "gains_per_layer.png")
     ref = tracking.cell_run(metrics)
-    if ref is not None:
-        scalars = {f"final/{k}": gains[k] for k in cf.GAIN_METRICS if k != "probe_version"}
-        tracking.log_metrics(ref, scalars, metrics.steps_done, tags={"probe_version": str(PROBE_VERSION)})
+    if ref is not None:  # the final/* points are replaced, never logged twice (mhc_bench.train.mirror)
+        from mhc_bench.train.mirror import final_points, final_tags
+
+        tracking.log_points(ref, final_points(metrics), tags=final_tags(metrics))
     return metrics
 
 

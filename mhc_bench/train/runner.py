@@ -1,20 +1,27 @@
 """``train_cell``: prepare data, train one cell with Lightning, write its files, mirror them to MLflow.
 
 Re-running a cell is safe: a cell with a final ``metrics.json`` returns at once;
-a cell with ``checkpoints/last.ckpt`` resumes from it, in the same MLflow run.
-With ``strategy: ddp`` Lightning re-executes the command for the other ranks;
-those find the run id in ``run.json`` (written by rank 0 before training starts)
-and write no files. Everything that can be checked before training (data long
-enough for ``seq_len``, a writable results folder) is checked before the cell
-folder or an MLflow run exists; a run that fails later is marked ``FAILED``.
+a cell with ``checkpoints/last.ckpt`` resumes from it, in the same MLflow run, and one
+killed before its first checkpoint starts again in that run too (the points it logged are
+not logged twice). Two processes training the same cell folder at once are refused: the
+second says so in one line (``checkpoints/train.lock``). With ``strategy: ddp`` Lightning
+re-executes the command for the other ranks; those find the run id in ``run.json``
+(written by rank 0 before training starts) and write no files. Everything that can be
+checked before training (data long enough for ``seq_len``, a writable results folder, a
+healthy MLflow store) is checked before the cell folder or an MLflow run exists; a run
+that fails later is marked ``FAILED``, and a full disk is one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import shutil
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,17 +102,66 @@ def run_tags(cfg: CellConfig, cid: str, chash: str) -> dict[str, str]:
 
 
 def ensure_run(cfg: CellConfig, cell_dir: Path, cid: str, chash: str) -> tracking.RunRef:
-    """The cell's run: the one in ``run.json`` if it is in this store, else a new one (params logged)."""
+    """The cell's run: the one in ``run.json`` if this store holds it (marked ``RUNNING`` again),
+    else a new one (params logged) that replaces any other run of this cell's name."""
     uri = cfg.tracking.tracking_uri or store_uri(cfg, cell_dir)
     existing = tracking.RunRef.load(cell_dir / cf.RUN)
-    if existing is not None and existing.tracking_uri == uri:
+    if existing is not None and existing.tracking_uri == uri and tracking.run_status(existing) is not None:
+        tracking.reopen_run(existing)
         return existing
     from mhc_bench.train.config import flatten
 
+    replaced = tracking.replace_runs_named(uri, cfg.tracking.experiment, cid, cell_dir)
+    if replaced:
+        print(f"{cid}: replacing its earlier MLflow run(s) {', '.join(replaced)} (trained afresh)")
     params = flatten(cfg.model_dump(mode="json", exclude={"tracking"}))
-    ref = tracking.start_run(uri, cfg.tracking.experiment, cid, run_tags(cfg, cid, chash), params)
+    ref = tracking.start_run(uri, cfg.tracking.experiment, cid, run_tags(cfg, cid, chash), params,
+                             artifact_dir=cell_dir)
     ref.save(cell_dir / cf.RUN)
     return ref
+
+
+TRAIN_LOCK = cf.CHECKPOINT.parent / "train.lock"
+
+
+@contextlib.contextmanager
+def training_lock(cell_dir: Path, cid: str) -> Iterator[None]:
+    """Hold the cell folder's training lock, or refuse in one line (another process trains it)."""
+    path = cell_dir / TRAIN_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise UserError(f"{cid} is being trained into {cell_dir} by another process (pid {holder}); "
+                            "wait for it to finish or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_store(uri: str, profile: str | None) -> None:
+    """A damaged SQLite store is one line before any compute (an absent one is created later)."""
+    from mhc_bench import mlstore
+
+    db = tracking.sqlite_path(uri)
+    if db is not None:
+        with tracking.store_lock(uri):
+            mlstore.check_store(db, f"mhc-bench store rebuild --profile {profile or '<profile>'}")
+
+
+def _finish_if_running(cell_dir: Path, metrics: cf.Metrics) -> None:
+    """A cell killed between writing metrics.json and ending its run: end it now."""
+    ref = tracking.RunRef.load(cell_dir / cf.RUN)
+    if ref is not None and ref.run_id == metrics.mlflow_run_id and tracking.run_status(ref) == "RUNNING":
+        tracking.end_run(ref, "FINISHED")
 
 
 def _is_rank_zero() -> bool:
@@ -125,18 +181,19 @@ def _progress_bar() -> bool:
 
 
 def _make_trainer(train: TrainSection, cell_dir: Path, logger: Any, monitor: Any, use_gpu: bool) -> Any:
-    """The Lightning Trainer of a cell: step-based (endless stream), ``last.ckpt`` every ``ckpt_every``."""
+    """The Lightning Trainer of a cell: step-based (endless stream), ``last.ckpt`` every ``ckpt_every``
+    (after that step's validation, :mod:`mhc_bench.train.checkpoint`)."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
-    checkpoint = ModelCheckpoint(dirpath=cell_dir / cf.CHECKPOINT.parent, save_last=True, save_top_k=0,
-                                 every_n_train_steps=train.ckpt_every, enable_version_counter=False)
+    from mhc_bench.train.checkpoint import LastCheckpoint
+
+    checkpoint = LastCheckpoint(cell_dir / cf.CHECKPOINT, train.ckpt_every, train.val_every)
     return L.Trainer(
         accelerator="gpu" if use_gpu else "cpu", devices=train.devices, strategy=train.strategy,
         precision=train.precision, max_steps=train.steps, max_epochs=-1,
         val_check_interval=train.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         gradient_clip_val=train.grad_clip or None, gradient_clip_algorithm="norm",
-        logger=logger, callbacks=[monitor, checkpoint],
+        logger=logger, callbacks=[monitor, checkpoint], enable_checkpointing=False,
         log_every_n_steps=min(50, train.probe_every),
         enable_progress_bar=_progress_bar(), enable_model_summary=False, use_distributed_sampler=False,
         # Bit-exact reruns and resumes on CPU; on GPU the deterministic kernels cost too much speed.
@@ -153,8 +210,10 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
     done = cf.finished(cell_dir)
     if done is not None:
         print(f"{cid}: already finished ({done.status}) in {cell_dir}; not retraining")
+        _finish_if_running(cell_dir, done)
         return done.model_dump()
     check_writable(cell_dir)
+    check_store(cfg.tracking.tracking_uri or store_uri(cfg, cell_dir), cfg.profile)
 
     import lightning as L
     import torch
@@ -172,6 +231,7 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
     # Lightning's MLFlowLogger calls mlflow.set_tracking_uri, which exports MLFLOW_TRACKING_URI:
     # the next cell trained in this process must not inherit this cell's store.
     env_uri_before = os.environ.get(tracking.ENV_URI)
+    stack = contextlib.ExitStack()
     try:
         if train.num_threads:
             torch.set_num_threads(train.num_threads)
@@ -182,6 +242,10 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
         resolved = resolve_config(cfg, prepared, cid, chash, store_uri(cfg, cell_dir))
         if _is_rank_zero():
             cell_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(training_lock(cell_dir, cid))
+            if (done := cf.finished(cell_dir)) is not None:  # finished by whoever held the lock before
+                print(f"{cid}: finished meanwhile ({done.status}) in {cell_dir}; not retraining")
+                return done.model_dump()
             write_config(cell_dir / cf.CONFIG, resolved)
             shutil.copyfile(prepared.tokenizer_path, cell_dir / cf.TOKENIZER)
             ref = ensure_run(resolved, cell_dir, cid, chash)
@@ -198,7 +262,7 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
                                      train.batch_size, train.val_batches, train.seed)
         use_gpu = train.accelerator == "gpu" or (train.accelerator == "auto" and torch.cuda.is_available())
         monitor = TrainingMonitor(train, datamodule.probe_batch(), tokens_per_step)
-        trainer = _make_trainer(train, cell_dir, tracking.make_logger(ref, resuming), monitor, use_gpu)
+        trainer = _make_trainer(train, cell_dir, tracking.make_logger(ref), monitor, use_gpu)
         if resuming and _is_rank_zero():
             print(f"{cid}: resuming from {last}")
         try:
@@ -211,13 +275,19 @@ def train_cell(cfg: CellConfig, out_dir: str | Path | None = None, data_root: Pa
             return finalize_cell(resolved, cell_dir, ref, trainer, module, datamodule, monitor)
         except BaseException as err:
             if _is_rank_zero():
-                tracking.end_run(ref, "FAILED")
+                with contextlib.suppress(Exception):  # a full disk may refuse this write too
+                    tracking.end_run(ref, "FAILED")
             if resuming and _is_checkpoint_error(err):
                 raise UserError(f"{last} cannot be loaded ({type(err).__name__}); it is probably "
                                 "truncated by an interrupted write: delete it to restart the cell from "
                                 "scratch") from None
+            if _is_disk_full(err):
+                raise UserError(f"no space left on the device holding {cell_dir} (or the MLflow store); "
+                                "free some space and run again: the cell resumes from its last "
+                                "checkpoint") from None
             raise
     finally:  # leave the process as we found it (tests and notebooks train several cells)
+        stack.close()
         torch.use_deterministic_algorithms(deterministic_before)
         torch.set_num_threads(threads_before)
         if env_uri_before is None:
@@ -232,6 +302,18 @@ def model_config(cfg: CellConfig) -> Any:
     if cfg.train.rerun:
         model_cfg.kernels = "torch"
     return model_cfg
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    """ENOSPC from a write, or SQLite's "database or disk is full" (wrapped by MLflow)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        if "disk is full" in str(seen) or "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _is_checkpoint_error(err: BaseException) -> bool:

@@ -42,4 +42,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.report_only and (plan := plan_text(config, cell_configs(config), PROJECT_ROOT)):
         print(plan, flush=True)
     return run_snakemake(f"mhc-bench reproduce --profile {config['profile']}", profile_path(args.profile),
-                         results_root(config), targets, args.cores, extra, args.directory or PROJECT_ROOT)
+                         results_root(config), targets, args.cores, extra, args.directory or PROJECT_ROOT,
+                         config=config, report_only=args.report_only)

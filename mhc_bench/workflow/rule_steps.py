@@ -45,6 +45,13 @@ def tracking_init_step(uri: str, experiment: str, out: Path) -> None:
     _write_json(out, {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp_id})
 
 
+def bench_step(out: Path, args_line: str) -> int:
+    """``mhc-bench bench`` with the profile's arguments, which arrive as one quoted word."""
+    from mhc_bench import cli
+
+    return cli.main(["bench", "--out", str(out), *args_line.split()])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mhc_bench.workflow.rule_steps")
     sub = parser.add_subparsers(dest="step", required=True)
@@ -58,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uri", required=True)
     p.add_argument("--experiment", required=True)
     p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("bench")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--args", default="", help="mhc-bench bench arguments, whitespace-separated")
     args = parser.parse_args(argv)
+    if args.step == "bench":
+        return bench_step(args.out, args.args)
     configure_environment()
     if args.step == "prepare-data":
         prepare_data_step(args.data, args.out)

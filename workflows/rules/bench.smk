@@ -15,4 +15,6 @@ rule bench:
     resources:
         gpu=RES["gpu"],
     shell:
-        "{PY} -m mhc_bench.cli bench --out $(dirname {output.json}) {params.args} > {log} 2>&1"
+        # The profile's arguments travel as one quoted word, split on whitespace by rule_steps.
+        "{PY:q} -m mhc_bench.workflow.rule_steps bench --out \"$(dirname {output.json:q})\" "
+        "--args={params.args:q} > {log:q} 2>&1"

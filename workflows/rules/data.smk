@@ -1,4 +1,6 @@
 # Data shared by every cell: corpus + tokenizer, lm-eval task files, the MLflow store.
+# Every value a profile controls reaches the shell quoted ({x:q}, shlex): a corpus path with a
+# quote or $(...) in it is a path, never shell syntax.
 
 
 rule prepare_data:
@@ -10,7 +12,7 @@ rule prepare_data:
     log:
         f"{R}/logs/prepare_data_{{data}}.log",
     shell:
-        "{PY} -m mhc_bench.workflow.rule_steps prepare-data --data '{params.data}' --out {output} > {log} 2>&1"
+        "{PY:q} -m mhc_bench.workflow.rule_steps prepare-data --data {params.data:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_tasks:
@@ -21,7 +23,8 @@ rule prepare_tasks:
     log:
         f"{R}/logs/prepare_tasks.log",
     shell:
-        "{PY} -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} --out {output} > {log} 2>&1"
+        "{PY:q} -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} --out {output:q} "
+        "> {log:q} 2>&1"
 
 
 rule tracking_init:
@@ -35,5 +38,5 @@ rule tracking_init:
     log:
         f"{R}/logs/tracking_init.log",
     shell:
-        "{PY} -m mhc_bench.workflow.rule_steps tracking-init --uri '{params.uri}' "
-        "--experiment {params.experiment} --out {output} > {log} 2>&1"
+        "{PY:q} -m mhc_bench.workflow.rule_steps tracking-init --uri {params.uri:q} "
+        "--experiment {params.experiment:q} --out {output:q} > {log:q} 2>&1"

@@ -22,6 +22,8 @@ rule evaluate:
         mem_mb=RES["eval_mem_mb"],
         gpu=RES["gpu"],
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli eval --cell $(dirname {output}) "
-        "--tasks {params.tasks} {params.limit} --batch-size {params.batch_size} "
-        "--max-items {params.max_items} > {log} 2>&1"
+        # --tasks takes the names as one quoted word (whitespace-separated): the profile's strings
+        # never reach the shell unquoted, and the params (hence the rerun policy) stay as they were.
+        "OMP_NUM_THREADS={threads} {PY:q} -m mhc_bench.cli eval --cell \"$(dirname {output:q})\" "
+        "--tasks {params.tasks:q} {params.limit} --batch-size {params.batch_size} "
+        "--max-items {params.max_items} > {log:q} 2>&1"

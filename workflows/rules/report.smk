@@ -43,5 +43,5 @@ rule report:
     log:
         f"{R}/logs/report.log",
     shell:
-        "{PY} -m mhc_bench.cli report --results $(dirname {output.summary}) --out $(dirname {output.md}) "
-        "--profile {params.profile} > {log} 2>&1"
+        "{PY:q} -m mhc_bench.cli report --results \"$(dirname {output.summary:q})\" "
+        "--out \"$(dirname {output.md:q})\" --profile {params.profile:q} > {log:q} 2>&1"

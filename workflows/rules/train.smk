@@ -34,5 +34,5 @@ rule train:
         mem_mb=RES["train_mem_mb"],
         gpu=RES["gpu"],
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli train --config {input.cfg} "
-        "--out $(dirname {output}) > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {PY:q} -m mhc_bench.cli train --config {input.cfg:q} "
+        "--out \"$(dirname {output:q})\" > {log:q} 2>&1"
