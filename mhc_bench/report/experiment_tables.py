@@ -130,12 +130,12 @@ def frontier_table(frame: pd.DataFrame, histories: dict[str, list[dict[str, Any]
     notes = [
         "A learning-rate sweep without gradient clipping (clip 0), several seeds per learning rate. "
         "'diverged' = seeds whose training failed (a non-finite loss or grad norm, or a loss above "
-        "train.divergence_loss_factor x ln(vocab)) of the seeds trained; a cell stopped by the optional gain "
-        "ceiling is 'stopped', not diverged (a gain is a probe). 'first layer with single gain > T', per seed: walking "
-        "the probes in step order (history.json, then the final model's gains.json), the lowest residual "
-        "layer whose single-layer forward gain exceeds T or is not finite at the first probe where any "
-        "does, and that step (layer 0 faces the embedding: the reproduction's canary); 'all layers "
-        "non-finite' when the whole model is NaN at once; '—' when no layer ever exceeds T.",
+        "train.divergence_loss_factor x ln(vocab)) of the seeds trained; a cell stopped by the optional "
+        "gain ceiling is 'stopped', not diverged (a gain is a probe). 'first layer with single gain > T', "
+        "per seed: walking the probes in step order (history.json, then the final model's gains.json), the "
+        "lowest residual layer whose single-layer forward gain exceeds T or is not finite at the first "
+        "probe where any does, and that step (layer 0 faces the embedding: the reproduction's canary); "
+        "'all layers non-finite' when the whole model is NaN at once; '—' when no layer ever exceeds T.",
     ]
     return Table(title, pd.DataFrame(out), notes)
 
