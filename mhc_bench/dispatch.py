@@ -6,7 +6,7 @@
 - ``"triton"``: the fused Triton kernels (on CPU only under ``TRITON_INTERPRET=1``
   set before triton loads).
 - ``"auto"`` (default) picks per call: Triton for CUDA tensors when
-  ``mhc_kernels`` imports, the fast path otherwise.
+  triton is installed, the fast path otherwise (nothing but ``"triton"`` needs triton).
 - ``"compile"``: the whole model's training forward (and so its backward) runs
   through ``torch.compile`` (``mhc_bench.compiled``), with the fast path's ops
   inside on CPU (opaque custom ops) and the reference on CUDA (inductor
@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,6 +47,12 @@ FAST_OPS = StreamOps("fast", fastops.mhc_maps, fastops.stream_pre, fastops.strea
 
 
 @functools.cache
+def triton_available() -> bool:
+    """Whether triton is installed (it ships Linux wheels only; the other paths never need it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+@functools.cache
 def _triton_ops() -> StreamOps:
     try:
         import mhc_kernels
@@ -70,7 +77,7 @@ def _require_triton_device() -> StreamOps:
 def resolve(kernels: str, x: torch.Tensor) -> StreamOps:
     """The concrete ops a per-call choice (``auto``, ``compile``) uses for tensors like ``x``."""
     if kernels == "auto":
-        return _triton_ops() if x.is_cuda else FAST_OPS
+        return _triton_ops() if x.is_cuda and triton_available() else FAST_OPS
     if kernels == "compile":  # inductor generates Triton from the reference on CUDA
         return TORCH_OPS if x.is_cuda else FAST_OPS
     return stream_ops_for(kernels)

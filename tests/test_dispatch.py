@@ -24,6 +24,7 @@ def test_choices_resolve_and_auto_on_cpu_is_the_fast_path() -> None:
         torch.testing.assert_close(stream_ops_for(choice).stream_pre(h, x), ops.stream_pre(h, x))
 
 
+@pytest.mark.triton
 def test_triton_under_interpreter_resolves_to_mhc_kernels() -> None:
     import mhc_kernels
 
@@ -36,6 +37,7 @@ def test_unknown_choice_is_rejected() -> None:
         stream_ops_for("cuda")
 
 
+@pytest.mark.triton
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for machines without CUDA")
 def test_triton_on_cpu_without_interpreter_explains_the_fix() -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}

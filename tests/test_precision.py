@@ -14,7 +14,8 @@ import torch
 from mhc_bench.dispatch import stream_ops_for
 from mhc_bench.model import GPT, ModelConfig
 
-PATHS = ("torch", "compile", "triton")  # triton runs under the CPU interpreter (conftest)
+# triton runs under the CPU interpreter (conftest)
+PATHS = ("torch", "compile", pytest.param("triton", marks=pytest.mark.triton))
 AUTOCAST = {"device_type": "cpu", "dtype": torch.bfloat16}
 
 

@@ -193,8 +193,9 @@ def test_the_lock_is_released_when_its_holder_exits(tmp_path: Path) -> None:
     with project_lock("first", tmp_path):
         pass
     with project_lock("second", tmp_path):  # acquired, not refused
-        lock = tmp_path / ".snakemake" / "mhc-bench.lock"
-        assert '"run": "second"' in lock.read_text()
+        holder = tmp_path / ".snakemake" / "mhc-bench.lock.json"
+        assert '"run": "second"' in holder.read_text()
+    assert not holder.exists()  # the holder record goes with the lock
 
 
 def test_a_regular_install_outside_the_checkout_says_how_to_find_it(tmp_path: Path) -> None:
