@@ -206,7 +206,8 @@ def test_every_table_lists_every_group(built: dict[str, Any]) -> None:
     assert len(tables.downstream_table(frame).frame) == (N_GROUPS - 1) * len(TASKS)
     md = built["report_md"].read_text()
     for title in (
-        "Claims scorecard",
+        "Verdict summary",
+        "Claims in full",
         "Overhead (training cells)",
         "Overhead benchmark (bench.json)",
         "Stability",
@@ -269,7 +270,7 @@ def test_claim_verdicts_follow_the_numbers(built: dict[str, Any]) -> None:
     rows = list(csv.DictReader(built["claims_csv"].open()))
     assert [r["verdict"] for r in rows] == [card[f"C{i}"]["verdict"] for i in range(1, 10)]
     assert json.loads(built["claims_json"].read_text())["claims"][1]["verdict"] == "reproduced"
-    assert "| C3 |" in built["report_md"].read_text()
+    assert "[C3](#claim-c3)" in built["report_md"].read_text()
 
 
 def test_plots_are_png_and_embedded(built: dict[str, Any]) -> None:

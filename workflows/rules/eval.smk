@@ -3,7 +3,9 @@
 
 rule evaluate:
     input:
-        metrics=f"{R}/cells/{{cell}}/metrics.json",
+        # ancient(): evaluated once its cell has trained (missing metrics.json), never because of
+        # file times; after a forced retrain (-R train), force the evaluation too (-R evaluate).
+        metrics=ancient(f"{R}/cells/{{cell}}/metrics.json"),
         tasks=ancient(f"{R}/tasks.json"),
     output:
         f"{R}/cells/{{cell}}/eval.json",

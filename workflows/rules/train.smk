@@ -18,8 +18,10 @@ rule cell_config:
 
 rule train:
     input:
-        cfg=f"{R}/cells/{{cell}}/cell.yaml",
-        # ancient(): re-preparing shared data or the store must never retrain finished cells.
+        # ancient(): file times never retrain a finished cell. A cell's config is fixed by its id
+        # (the id ends in the config's hash), so a newer cell.yaml (a fresh clone's checkout order)
+        # is the same config; re-preparing shared data or the store must not retrain either.
+        cfg=ancient(f"{R}/cells/{{cell}}/cell.yaml"),
         data=lambda w: ancient(f"{R}/data/{cell_data(w.cell)}.json"),
         tracking=ancient(f"{R}/mlflow.ready"),
     output:
