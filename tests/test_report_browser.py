@@ -114,3 +114,14 @@ def test_no_table_overflows_the_viewport(page_facts: dict[str, Any]) -> None:
 
 def test_the_verdict_summary_comes_first(page_facts: dict[str, Any]) -> None:
     assert page_facts["headings"][:2] == ["Verdict summary", "Claims in full"]
+
+
+def test_a_missing_browser_fails_where_it_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("MHC_BENCH_CHROMIUM", raising=False)
+    monkeypatch.setenv("MHC_BENCH_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="MHC_BENCH_REQUIRE_BROWSER=1 but no chromium"):
+        _chromium()
+    monkeypatch.delenv("MHC_BENCH_REQUIRE_BROWSER")
+    with pytest.raises(pytest.skip.Exception, match="no chromium"):
+        _chromium()
