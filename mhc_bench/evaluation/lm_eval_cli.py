@@ -40,8 +40,10 @@ def main(args: list[str]) -> int:
     configure_environment(offline=False)
     from lm_eval.__main__ import cli_evaluate
 
-    import mhc_bench.evaluation.adapter  # noqa: F401  (registers the "mhc-bench" model)
     from mhc_bench.errors import UserError
+
+    if not {"-h", "--help"} & set(args):  # help stays light: lm-eval's usage text needs no torch
+        import mhc_bench.evaluation.adapter  # noqa: F401  (registers the "mhc-bench" model)
 
     saved = sys.argv
     sys.argv = ["mhc-bench lm-eval", *lm_eval_argv(args)]
