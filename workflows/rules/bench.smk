@@ -13,6 +13,9 @@ rule bench:
         f"{R}/logs/bench.log",
     threads: RES["bench_threads"]
     resources:
-        gpu=RES["gpu"],
+        runtime=RES["bench_runtime_min"],
+        **GPU,
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m mhc_bench.cli bench --out $(dirname {output.json}) {params.args} > {log} 2>&1"
+        "python -m mhc_bench.cli bench --out $(dirname {output.json}) {params.args} > {log} 2>&1"

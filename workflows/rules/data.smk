@@ -9,8 +9,12 @@ rule prepare_data:
         data=lambda w: json.dumps({**config["data"], **config["data_variants"][w.data]}, sort_keys=True),
     log:
         f"{R}/logs/prepare_data_{{data}}.log",
+    resources:
+        runtime=RES["prepare_runtime_min"],
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m mhc_bench.workflow.rule_steps prepare-data --data '{params.data}' --out {output} > {log} 2>&1"
+        "python -m mhc_bench.workflow.rule_steps prepare-data --data '{params.data}' --out {output} > {log} 2>&1"
 
 
 rule prepare_tasks:
@@ -20,8 +24,12 @@ rule prepare_tasks:
         max_items=EVAL["max_items"],
     log:
         f"{R}/logs/prepare_tasks.log",
+    resources:
+        runtime=RES["prepare_runtime_min"],
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} --out {output} > {log} 2>&1"
+        "python -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} --out {output} > {log} 2>&1"
 
 
 rule tracking_init:
@@ -34,6 +42,8 @@ rule tracking_init:
         experiment=PROFILE,
     log:
         f"{R}/logs/tracking_init.log",
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m mhc_bench.workflow.rule_steps tracking-init --uri '{params.uri}' "
+        "python -m mhc_bench.workflow.rule_steps tracking-init --uri '{params.uri}' "
         "--experiment {params.experiment} --out {output} > {log} 2>&1"

@@ -22,8 +22,11 @@ rule evaluate:
     priority: 1
     resources:
         mem_mb=RES["eval_mem_mb"],
-        gpu=RES["gpu"],
+        runtime=RES["eval_runtime_min"],
+        **GPU,
+    conda:
+        CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli eval --cell $(dirname {output}) "
+        "OMP_NUM_THREADS={threads} python -m mhc_bench.cli eval --cell $(dirname {output}) "
         "--tasks {params.tasks} {params.limit} --batch-size {params.batch_size} "
         "--max-items {params.max_items} > {log} 2>&1"

@@ -2,22 +2,6 @@
 # report_only=True: it then reads whatever results exist and trains nothing.
 
 
-def report_inputs(wildcards=None):
-    """Every cell's final file and the bench, ancient(): the report is rebuilt when one of them is
-    made in this run (it did not exist), never because of file times, so the committed report of
-    a fresh clone (arbitrary checkout times) is up to date. `make report` forces it."""
-    if config.get("report_only"):
-        return []
-    inputs = cell_targets()
-    if config["bench"]["enabled"]:
-        inputs.append(f"{R}/bench/bench.json")
-    return [ancient(f) for f in inputs]
-
-
-def report_outputs():
-    return [f"{REPORT_DIR}/report.md"]
-
-
 rule report:
     input:
         report_inputs,
@@ -45,6 +29,8 @@ rule report:
         profile=PROFILE,
     log:
         f"{R}/logs/report.log",
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m mhc_bench.cli report --results $(dirname {output.summary}) --out $(dirname {output.md}) "
+        "python -m mhc_bench.cli report --results $(dirname {output.summary}) --out $(dirname {output.md}) "
         "--profile {params.profile} > {log} 2>&1"

@@ -12,8 +12,11 @@ rule cell_config:
         f"{R}/cells/{{cell}}/cell.yaml",
     params:
         cell=lambda w: CELLS[w.cell],
+    log:
+        f"{R}/logs/cell_config/{{cell}}.log",
     run:
         G.write_cell_yaml(params.cell, Path(output[0]))
+        Path(log[0]).write_text(f"wrote {output[0]}\n")
 
 
 rule train:
@@ -34,7 +37,10 @@ rule train:
     priority: lambda w: chain_priority(w.cell)
     resources:
         mem_mb=RES["train_mem_mb"],
-        gpu=RES["gpu"],
+        runtime=RES["train_runtime_min"],
+        **GPU,
+    conda:
+        CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli train --config {input.cfg} "
+        "OMP_NUM_THREADS={threads} python -m mhc_bench.cli train --config {input.cfg} "
         "--out $(dirname {output}) > {log} 2>&1"
