@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,6 @@ class Report:
     sections: list[Table]
     figures: list[Path]
     plot_dir_name: str = "plots"
-    footnotes: list[str] = field(default_factory=list)
 
 
 def environment(bench: dict[str, Any] | None, cells: list[Any] = ()) -> dict[str, Any]:
@@ -184,7 +183,7 @@ def _context(report: Report) -> dict[str, Any]:
         columns=["claim", "verdict", "why, in short"])
     return {"title": report.title, "header": report.header, "claims": claims,
             "claim_notes": report.claim_notes, "counts": counts, "summary_markdown": markdown_table(summary),
-            "sections": sections, "figures": figures, "footnotes": report.footnotes}
+            "sections": sections, "figures": figures}
 
 
 def render_markdown(report: Report) -> str:
