@@ -32,7 +32,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("mhc_bench.workflow.reproduce", "run a profile's whole DAG (make reproduce): resumable"),
     "report": ("mhc_bench.report.command", "aggregate results into tables, plots and the claims scorecard"),
     "store": ("mhc_bench.workflow.store_command", "check the MLflow store or rebuild it from the cell files"),
+    "lm-eval": ("mhc_bench.evaluation.lm_eval_cli",
+                "lm-eval's own CLI with the mhc-bench model registered (any lm-eval arguments)"),
 }
+# Commands that take another tool's whole command line (no argparse of their own).
+PASSTHROUGH = {"lm-eval"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -44,13 +48,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if name == command:
+        if name == command and name not in PASSTHROUGH:
             importlib.import_module(module_name).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:  # e.g. `mhc-bench lm-eval --model mhc-bench ...`: all theirs
+        keep_freed_memory()
+        return int(importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:]) or 0)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ records the paths that ran (``metrics.json``: ``kernel_paths``).
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -44,11 +45,13 @@ def preferred(kernels: str, device_type: str) -> str:
 
 
 def triton_usable(device_type: str) -> bool:
-    """Whether the Triton kernels can run for tensors on ``device_type`` in this process."""
-    try:
-        import mhc_kernels
-    except ImportError:
+    """Whether the Triton kernels can run for tensors on ``device_type`` in this process (triton is
+    installed on Linux only: elsewhere ``auto`` falls back to the fast path; only an explicit
+    ``kernels: triton`` needs it)."""
+    if importlib.util.find_spec("triton") is None:
         return False
+    import mhc_kernels
+
     return device_type == "cuda" or mhc_kernels.interpreting()
 
 

@@ -85,11 +85,12 @@ def tool_cache_dir() -> Path:
     return root
 
 
-def configure_environment() -> None:
-    """Point tool caches into ``.cache/`` and switch off telemetry and hub access.
+def configure_environment(offline: bool = True) -> None:
+    """Point tool caches into ``.cache/`` and switch off telemetry and (``offline``) hub access.
 
     Called once by the CLI and by tests before heavy imports; existing values win
-    so users can still override any of them.
+    so users can still override any of them. ``mhc-bench lm-eval`` leaves the hub reachable:
+    its users may ask for lm-eval's hub tasks.
     """
     cache = tool_cache_dir()
     defaults = {
@@ -105,5 +106,8 @@ def configure_environment() -> None:
         "TOKENIZERS_PARALLELISM": "false",
         "DO_NOT_TRACK": "1",
     }
+    if not offline:
+        for key in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+            defaults.pop(key)
     for key, value in defaults.items():
         os.environ.setdefault(key, str(value))

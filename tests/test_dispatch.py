@@ -44,6 +44,7 @@ def test_a_missing_path_falls_back_towards_the_reference() -> None:
     assert pick("compile", "cuda", ("torch", "fast", "triton")) == "torch"  # inductor makes the Triton
 
 
+@pytest.mark.triton
 def test_triton_under_interpreter_resolves_to_mhc_kernels() -> None:
     import mhc_kernels
 
@@ -68,6 +69,7 @@ def test_a_model_says_which_implementations_run() -> None:
     assert describe("compile", "cuda", ("torch", "fast"), True).startswith("compiled whole model; maps=torch")
 
 
+@pytest.mark.triton
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for machines without CUDA")
 def test_triton_on_cpu_without_interpreter_explains_the_fix() -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}

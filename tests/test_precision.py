@@ -15,7 +15,8 @@ from mhc_bench.dispatch import pick, stream_ops
 from mhc_bench.model import GPT, ModelConfig
 from mhc_bench.variants.mhc import MHCMaps
 
-PATHS = ("torch", "compile", "triton")  # triton runs under the CPU interpreter (conftest)
+# triton runs under the CPU interpreter (conftest)
+PATHS = ("torch", "compile", pytest.param("triton", marks=pytest.mark.triton))
 AUTOCAST = {"device_type": "cpu", "dtype": torch.bfloat16}
 
 

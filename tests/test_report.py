@@ -206,7 +206,8 @@ def test_every_table_lists_every_group(built: dict[str, Any]) -> None:
     assert len(tables.downstream_table(frame).frame) == (N_GROUPS - 1) * len(TASKS)
     md = built["report_md"].read_text()
     for title in (
-        "Claims scorecard",
+        "Verdict summary",
+        "Claims in full",
         "Overhead (training cells)",
         "Overhead benchmark (bench.json)",
         "Stability",
@@ -272,7 +273,7 @@ def test_claim_verdicts_follow_the_numbers(built: dict[str, Any]) -> None:
     ids = [*(f"C{i}" for i in range(1, 10)), "X1"]
     assert [r["verdict"] for r in rows] == [card[c]["verdict"] for c in ids]
     assert json.loads(built["claims_json"].read_text())["claims"][1]["verdict"] == "reproduced"
-    assert "| C3 |" in built["report_md"].read_text()
+    assert "[C3](#claim-c3)" in built["report_md"].read_text()
 
 
 def test_plots_are_png_and_embedded(built: dict[str, Any]) -> None:
@@ -289,7 +290,7 @@ def test_plots_are_png_and_embedded(built: dict[str, Any]) -> None:
         "loss_gap_vs_n.png",
     }
     for p in built["plots"]:
-        assert p.parent.name == "plots" and p.read_bytes()[:8] == PNG and p.stat().st_size > 5000
+        assert p.parent.name == "plots" and p.read_bytes()[:8] == PNG and p.stat().st_size > 2000
     page = built["report_html"].read_text()
     assert page.count("data:image/png;base64,") == 9 and "<table>" in page
 
@@ -353,12 +354,13 @@ def test_overhead_rule_judges_fused_gpu_rows_only() -> None:
 
 
 def test_stats_t_quantiles_and_intervals() -> None:
-    assert t975(1) == 12.706 and t975(4) == 2.776 and t975(4.9) == 2.776 and t975(1000) == 1.980
+    assert t975(1) == pytest.approx(12.706, abs=1e-3) and t975(4) == pytest.approx(2.776, abs=1e-3)
+    assert t975(4.9) == t975(4) and t975(1000) == pytest.approx(1.962, abs=1e-3) and math.isnan(t975(0.5))
     est = estimate([1.0, 2.0, 3.0])
-    assert est.mean == 2.0 and est.half == pytest.approx(4.303 / math.sqrt(3))
+    assert est.mean == 2.0 and est.half == pytest.approx(4.303 / math.sqrt(3), rel=1e-4)
     assert estimate([1.0, float("nan"), None]).n == 1 and estimate([]).n == 0
     paired = difference({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.1})
-    assert paired.mean == pytest.approx(0.95) and paired.half == pytest.approx(12.706 * 0.05)
+    assert paired.mean == pytest.approx(0.95) and paired.half == pytest.approx(12.706 * 0.05, rel=1e-4)
 
 
 def test_malformed_files_are_reported_not_fatal(tmp_path: Path) -> None:

@@ -194,7 +194,7 @@ def test_group_tables_keep_frontier_and_mixed_cells_apart(built: dict[str, Any])
     mixed = acc[(acc["variant"] == "hc") & (acc["mix"] == "0.1")]
     assert len(mixed) == 1 and mixed.iloc[0]["experiments"] == "downstream"
     assert "experiments" in table(built, "Cells").columns
-    header = built["report_md"].read_text().split("## Claims scorecard")[0]
+    header = built["report_md"].read_text().split("## Verdict summary")[0]
     assert "**Experiments:** main (9 cells), depth (18 cells), frontier (27 cells), n_sweep (12 cells), " \
            "downstream (9 cells); not run here: ablation" in header
 
@@ -211,7 +211,7 @@ def test_experiment_plots_are_written(built: dict[str, Any]) -> None:
     names = {p.name for p in built["plots"]}
     assert {"gain_vs_depth.png", "stability_frontier.png", "loss_gap_vs_n.png"} <= names
     for p in built["plots"]:
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 2000
 
 
 def test_rerun_is_byte_identical(built: dict[str, Any]) -> None:

@@ -173,8 +173,12 @@ def _job_counts(stdout: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("profile", ["gpu-small", "cpu-full"])
-def test_slurm_profile_dry_run(profile: str) -> None:
-    result = _dry_run(profile, "--profile", str(PROJECT_ROOT / "workflows" / "profiles" / "slurm"))
+def test_slurm_profile_dry_run(profile: str, tmp_path) -> None:
+    filled = tmp_path / "slurm"  # the committed profile with an account, as its users fill it in
+    filled.mkdir()
+    committed = (PROJECT_ROOT / "workflows" / "profiles" / "slurm" / "config.yaml").read_text()
+    (filled / "config.yaml").write_text(committed.replace("CHANGE_ME", "my_account"))
+    result = _dry_run(profile, "--profile", str(filled))
     assert result.returncode == 0, result.stderr[-3000:]
     assert _job_counts(result.stdout)["train"] == len(profile_cells(profile))
     slurm = yaml.safe_load((PROJECT_ROOT / "workflows" / "profiles" / "slurm" / "config.yaml").read_text())

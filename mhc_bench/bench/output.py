@@ -11,19 +11,22 @@ from typing import Any
 
 import torch
 
+from mhc_bench.provenance import cpu_model
+
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Hardware, versions and thread settings: enough to tell two runs apart."""
     import importlib.metadata as md
 
     versions = {}
-    for pkg in ("torch", "triton", "numpy", "hyper-connections", "mhc-bench"):
+    for pkg in ("torch", "triton", "numpy", "hyper-connections", "mhc-bench", "lightning", "mlflow"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             versions[pkg] = None
     env: dict[str, Any] = {
-        "device": str(device), "platform": platform.platform(), "processor": platform.processor(),
+        "device": str(device), "cpu": cpu_model(), "platform": platform.platform(),
+        "processor": platform.processor(),
         "python": platform.python_version(), "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
         "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "versions": versions,

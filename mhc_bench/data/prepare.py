@@ -19,16 +19,16 @@ document (and every mixed item).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock
 
 from mhc_bench.data import sources
 from mhc_bench.data.config import DataConfig
@@ -128,15 +128,9 @@ def _build_at_once(cfg: DataConfig, fingerprint: str, root: Path, pretrained: Te
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (the lock file stays; removing it would race)."""
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _locked(path: Path) -> FileLock:
+    """An exclusive lock on ``path`` across processes (the lock file stays; removing it would race)."""
+    return FileLock(path)
 
 
 def _build_resumable(cfg: DataConfig, fingerprint: str, root: Path, pretrained: TextTokenizer | None,

@@ -23,6 +23,7 @@ from mhc_bench.evaluation.runner import DEFAULT_BATCH_SIZE
 from mhc_bench.model import GPT
 
 DEFAULT_MAX_GEN_TOKS = 256
+AUTO_MAX_BATCH = 64  # batch_size=auto tries this first, halving on out-of-memory
 
 
 @register_model("mhc-bench")
@@ -37,6 +38,7 @@ class MhcLM(TemplateLM):
         max_gen_toks: int = DEFAULT_MAX_GEN_TOKS,
         device: str | None = None,
         cell: str | None = None,
+        max_batch_size: int | str | None = None,
     ) -> None:
         super().__init__()
         if cell is not None:
@@ -49,16 +51,39 @@ class MhcLM(TemplateLM):
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self._device).eval()
         self.tokenizer = tokenizer
-        self.batch_size = int(batch_size)
-        self.max_gen_toks = int(max_gen_toks)
         self.max_length = model.cfg.seq_len
         eot = getattr(tokenizer, "eot_id", None)
         # Without an end-of-text token, a newline is the closest document boundary.
         self._eot = int(eot) if eot is not None else tokenizer.encode("\n")[-1]
+        self.batch_size = self._batch_size(batch_size, max_batch_size)
+        self.max_gen_toks = int(max_gen_toks)
 
     @classmethod
     def from_cell(cls, cell_dir: str | Path, **kwargs: Any) -> MhcLM:
         return cls(cell=str(cell_dir), **kwargs)
+
+    def _batch_size(self, requested: int | str | None, max_batch_size: int | str | None) -> int:
+        """A fixed batch size, or lm-eval's ``auto`` / ``auto:N``: the largest power of two up to
+        ``max_batch_size`` (default AUTO_MAX_BATCH) whose full-context forward fits in memory. The
+        choice is kept in ``batch_sizes`` (lm-eval prints it next to ``auto``)."""
+        text = str(DEFAULT_BATCH_SIZE if requested is None else requested).strip().lower()
+        if not text.startswith("auto"):
+            return int(text)
+        size = int(max_batch_size) if max_batch_size not in (None, "") else AUTO_MAX_BATCH
+        size = 1 << max(0, size.bit_length() - 1)
+        while size > 1:
+            try:
+                self._forward_padded([[self.eot_token_id] * self.max_length] * size)
+                break
+            except (torch.OutOfMemoryError, RuntimeError) as err:
+                if not isinstance(err, torch.OutOfMemoryError) and "memory" not in str(err).lower():
+                    raise
+                size //= 2
+            finally:
+                if self._device.type == "cuda":
+                    torch.cuda.empty_cache()
+        self.batch_sizes = {0: size}
+        return size
 
     # ------------------------------------------------------------------ tokens
     @property

@@ -15,40 +15,31 @@ from mhc_bench.report import experiment_tables as xt
 from mhc_bench.report import frontier, paper, tables
 from mhc_bench.report.aggregate import build_frame, write_summary
 from mhc_bench.report.cells import read_bench, read_cells
-from mhc_bench.report.claims import FIELDS, load_claims, rule_params, scorecard, write_scorecard
+from mhc_bench.report.claims import load_claims, rule_params, scorecard, write_scorecard
 from mhc_bench.report.compare import EXPERIMENTS, in_experiment, present_experiments
 from mhc_bench.report.mlflow_check import check_tracking
 from mhc_bench.report.perf_model import PERF_MODEL, perf_model_path, read_perf_model
 from mhc_bench.report.plots import make_plots
-from mhc_bench.report.render import environment, header_lines, render_html, render_markdown
-from mhc_bench.report.rules import VERDICTS, Evidence
+from mhc_bench.report.render import Report, environment, header_lines, render_html, render_markdown
+from mhc_bench.report.rules import Evidence
+
+CLAIM_NOTES = [
+    "Each claim is judged in the setting the paper measured, on the experiment that settles it "
+    "(C1/C2: mHC cells trained with the recipe, clipping on at the main experiment's lr; C3: main + "
+    "depth; C4: frontier, on training failures and loss spikes only; C5: main; C6: ablation; C7: "
+    "n_sweep; C8: downstream), and its reason names that experiment and its scale. Loss and accuracy "
+    "claims use a 95 % interval from seed and numerical noise pooled at the scale, with the minimum "
+    "detectable effect next to the paper's effect: 'underpowered' when the interval includes 0 and the "
+    "MDE exceeds that effect, 'degenerate' when the n streams collapsed onto one. X rows are findings, "
+    "not the paper's claims; V rows judge other variants with the same rules. C9 needs fused kernels "
+    "timed on a GPU.",
+]
 
 
-def _scorecard_table(rows: list[dict[str, Any]]) -> tables.Table:
-    frame = pd.DataFrame(rows, columns=FIELDS)
-    frame["paper"] = frame["paper_value"] + " (" + frame["paper_figure"] + ")"
-    cols = ["id", "claim", "paper", "reproduced_value", "verdict", "reason", "scale_tested"]
-    frame = frame[cols].rename(
-        columns={"reproduced_value": "reproduced value", "scale_tested": "scale tested"}
-    )
-    counts = pd.Series([r["verdict"] for r in rows]).value_counts().to_dict() if rows else {}
-    note = ", ".join(f"{v}: {counts[v]}" for v in VERDICTS if counts.get(v))
-    return tables.Table(
-        "Claims scorecard",
-        frame,
-        [
-            note,
-            "Each claim is judged in the setting the paper measured, on the experiment that settles it "
-            "(C1/C2: mHC cells trained with the recipe, clipping on at the main experiment's lr; C3: main "
-            "+ depth; C4: frontier, on training failures and loss spikes only; C5: main; C6: ablation; "
-            "C7: n_sweep; C8: downstream), and its reason names that experiment and its scale. Loss and "
-            "accuracy claims use a 95 % interval from seed and numerical noise pooled at the scale, with "
-            "the minimum detectable effect next to the paper's effect: 'underpowered' when the interval "
-            "includes 0 and the MDE exceeds that effect, 'degenerate' when the n streams collapsed onto "
-            "one. X rows are findings, not the paper's claims; V rows judge other variants with the "
-            "same rules. C9 needs fused kernels timed on a GPU.",
-        ],
-    )
+def training_kernels(cells: list[Any]) -> str:
+    """The ``model.kernels`` the training cells ran with (their configs), e.g. ``auto``."""
+    found = sorted({str(c.config.model.kernels) for c in cells if c.config is not None})
+    return "/".join(found) or "unknown"
 
 
 def experiments_line(frame: pd.DataFrame) -> str:
@@ -91,7 +82,7 @@ def build_report(results_dir: Path, out_dir: Path, profile: str | None = None) -
     effects = {c["id"]: float(c["params"]["paper_effect"]) for c in claims
                if c["id"] in ("C5", "C6", "C7") and "paper_effect" in (c.get("params") or {})}
     stress = rule_params("projection_stress", claims)
-    sections = [_scorecard_table(card), tables.problems_table(problems)]
+    sections = [tables.problems_table(problems)]
     sections += [
         et.power_table(frame, effects),
         et.stream_spread_table(frame, collapse),
@@ -106,18 +97,18 @@ def build_report(results_dir: Path, out_dir: Path, profile: str | None = None) -
         tables.downstream_table(frame),
         tables.stability_table(frame),
         tables.accuracy_table(frame),
-        tables.overhead_table(frame),
+        tables.overhead_table(frame, training_kernels(cells)),
     ]
     bench_t = tables.bench_table(bench)
     sections += [bench_t] if bench_t else []
     sections += [xt.predicted_overhead_table(perf), tables.cells_table(frame)]
-    env = environment(bench)
+    env = environment(bench, cells)
     header = header_lines(profile, results_dir, env, len(cells), f"{tracking.status}: {tracking.message}")
     header.insert(1, experiments_line(frame))
-    title = f"mHC reproduction report: {profile}"
+    report = Report(f"mHC reproduction report: {profile}", header, card, list(CLAIM_NOTES), sections, plots)
     md, page = out_dir / "report.md", out_dir / "report.html"
-    md.write_text(render_markdown(title, header, sections, plots))
-    page.write_text(render_html(title, header, sections, plots))
+    md.write_text(render_markdown(report))
+    page.write_text(render_html(report))
     return {
         "profile": profile,
         "summary_csv": summary,

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 import pandas as pd
+from scipy.stats import linregress
 
 from mhc_bench.report import paper
 from mhc_bench.report.compare import completed, diverged
@@ -108,14 +109,11 @@ def fit_growth(rows: pd.DataFrame, direction: str = "max") -> GrowthFit | None:
     if len(set(xs)) < 2:
         return None
     n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    intercept = my - slope * mx
-    half = None
-    if n > 2:
-        sse = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
-        half = t975(n - 2) * math.sqrt(sse / (n - 2) / sxx)
+    fit = linregress(xs, ys)
+    # linregress's stderr is the slope's standard error (N - 2 degrees of freedom); with two
+    # points the line is exact and there is no interval.
+    half = t975(n - 2) * float(fit.stderr) if n > 2 else None
+    slope, intercept = float(fit.slope), float(fit.intercept)
     return GrowthFit(n, tuple(sorted({int(x) for x in xs})), slope, half, intercept)
 
 

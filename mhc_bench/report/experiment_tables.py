@@ -59,16 +59,31 @@ def gain_vs_depth_table(frame: pd.DataFrame) -> Table:
     return Table(title, pd.DataFrame(out), notes)
 
 
+# A fitted growth this close to 1 per layer is flat for any depth the paper trains (the C3 rule's
+# threshold for "flat"); extrapolating it to the paper's peak would print an absurd depth.
+FLAT_GROWTH = 1e-3
+
+
+def reach_text(fit: dep.GrowthFit, target: float) -> str:
+    """Where the fitted line reaches ``target``, or why it never does: no growth (slope <= 0), or a
+    flat fit (growth within FLAT_GROWTH of 1, or a 95 % CI that includes growth <= 1)."""
+    reach = fit.reaches(target)
+    if reach is None:
+        return "never (no growth)"
+    if abs(fit.factor - 1) <= FLAT_GROWTH or (fit.half is not None and fit.factor_low <= 1):
+        return "never (flat fit)"
+    return f"~{reach:.0f}"
+
+
 def _fit_cells(fit: dep.GrowthFit | None, target: float) -> dict[str, str]:
     if fit is None:
         return {"growth per layer": "— (fewer than two depths)", "95 % CI": "—", "points": "—",
                 f"L reaching {target:g} (extrapolation)": "—"}
-    reach = fit.reaches(target)
     return {
         "growth per layer": f"x{fit.factor:.4f}",
         "95 % CI": "— (no CI)" if fit.half is None else f"[{fit.factor_low:.4f}, {fit.factor_high:.4f}]",
         "points": f"{fit.points} (L {'/'.join(map(str, fit.depths))})",
-        f"L reaching {target:g} (extrapolation)": "never (no growth)" if reach is None else f"~{reach:.0f}",
+        f"L reaching {target:g} (extrapolation)": reach_text(fit, target),
     }
 
 
@@ -90,8 +105,9 @@ def growth_fit_table(frame: pd.DataFrame, target: float = paper.HC_PEAK) -> Tabl
         "exp(slope), 95 % CI from the slope's t interval (N - 2 degrees of freedom). 'max' is the larger "
         "of the forward and backward gain, the one C3 judges (HC's CI must lie above 1). "
         f"'L reaching {target:g}' is where the fitted line would reach the paper's ~{target:g}: an "
-        "EXTRAPOLATION far beyond the depths trained, not a measurement. mHC is expected flat "
-        "(growth 1, its doubly stochastic H_res cannot amplify).",
+        "EXTRAPOLATION far beyond the depths trained, not a measurement; 'never (flat fit)' where the "
+        f"growth is within {FLAT_GROWTH:.1%} per layer of 1 or its CI includes growth <= 1. mHC is "
+        "expected flat (growth 1, its doubly stochastic H_res cannot amplify).",
     ]
     return Table(title, pd.DataFrame(out), notes)
 

@@ -1,8 +1,7 @@
-"""Means and 95 % confidence intervals over seeds, without scipy.
+"""Means and 95 % confidence intervals over seeds (Student's t and Wilson intervals from scipy).
 
-Seeds are few (1-5), so the t quantile matters; a table of the two-sided 95 %
-quantiles is enough, and non-integer Welch degrees of freedom are rounded down
-(a slightly wider, conservative interval).
+Seeds are few (1-5), so the t quantile matters. Non-integer Welch degrees of freedom are
+rounded down (a slightly wider, conservative interval), as the report always has.
 """
 
 from __future__ import annotations
@@ -11,28 +10,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-# Two-sided 95 % quantiles of Student's t (0.975 one-sided) for df = 1..30.
-# fmt: off
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)
-# fmt: on
-_T975_TAIL = ((40, 2.042), (60, 2.021), (120, 2.000), (math.inf, 1.980))
+from scipy import stats as sps
 
 
 def t975(df: float) -> float:
-    """The 0.975 quantile of t with ``df`` degrees of freedom (df rounded down)."""
+    """The 0.975 quantile of t with ``df`` degrees of freedom (df rounded down); NaN below 1."""
     if not df >= 1:
         return math.nan
-    k = math.floor(df)
-    if k <= len(_T975):
-        return _T975[k - 1]
-    for bound, value in _T975_TAIL:
-        if k < bound:
-            return value
-    return 1.960
+    return float(sps.t.ppf(0.975, math.floor(df)))
 
 
 def finite(values: Iterable[float | None]) -> list[float]:
@@ -174,7 +159,5 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % Wilson score interval of a proportion k/n (sound at 0/n and n/n, unlike the normal one)."""
     if n <= 0:
         return math.nan, math.nan
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = sps.binomtest(k, n).proportion_ci(confidence_level=2 * sps.norm.cdf(z) - 1, method="wilson")
+    return max(0.0, float(ci.low)), min(1.0, float(ci.high))

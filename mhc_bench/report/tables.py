@@ -67,8 +67,9 @@ def _cells_text(rows: pd.DataFrame) -> str:
     return f"{done}" if done == len(rows) else f"{done} of {len(rows)}"
 
 
-def overhead_table(frame: pd.DataFrame) -> Table:
-    """Step time, tokens/s and peak memory per group; step-time ratio to the same-scale baseline."""
+def overhead_table(frame: pd.DataFrame, kernels: str = "auto") -> Table:
+    """Step time, tokens/s and peak memory per group; step-time ratio to the same-scale baseline.
+    ``kernels``: the ``model.kernels`` the cells trained with (their configs)."""
     out = []
     for key, rows in sorted_groups(frame):
         rows_t = trained(rows)
@@ -90,8 +91,9 @@ def overhead_table(frame: pd.DataFrame) -> Table:
     notes = [
         "Values are mean [min, max] over seeds; the ratio is mean step time over the mean step time of "
         "the baseline at the same scale and data (same lr and clipping where available). Training cells "
-        "use the torch path unless the profile says otherwise; the paper's +6.7 % needs fused kernels, "
-        "recompute and overlap, a naive implementation is quoted at ~25-30 %."
+        f"ran model.kernels = {kernels} (their configs; 'auto' is the fast path, fused C kernels, on CPU "
+        "and the Triton kernels on CUDA); the paper's +6.7 % needs fused GPU kernels, recompute and "
+        "overlap, a naive implementation is quoted at ~25-30 %."
     ]
     return Table("Overhead (training cells)", pd.DataFrame(out), notes)
 

@@ -25,7 +25,7 @@ class Baseline(Variant):
     label = "baseline"
     summary = "plain residual network x + F(x), n = 1 (the reference of every loss gap)"
     marker = "s"
-    color = "#333333"
+    color = "#4d4d4d"
     knobs = BaselineKnobs
     is_reference = True
     single_stream = True

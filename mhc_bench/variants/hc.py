@@ -86,7 +86,7 @@ class HC(Variant):
     label = "HC"
     summary = "Hyper-Connections: unconstrained static + tanh-gated dynamic maps (arXiv:2409.19606)"
     marker = "^"
-    color = "#d62728"
+    color = "#d95f02"
     knobs = HCKnobs
     no_decay = ("s_pre", "s_post", "s_res")
     projections = ("w",)

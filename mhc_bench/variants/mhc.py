@@ -101,7 +101,7 @@ class MHC(Variant):
     label = "mHC"
     summary = "mHC: sigmoid H_pre / H_post, Sinkhorn-Knopp H_res (arXiv:2512.24880, Eq. 10-12)"
     marker = "o"
-    color = "#1f77b4"
+    color = "#1b9e77"
     knobs = MHCKnobs
     no_decay = ("b_pre", "b_post", "b_res")
     projections = ("phi",)

@@ -83,7 +83,7 @@ class MHCLite(Variant):
     label = "mHC-lite"
     summary = "mHC-lite: H_res = softmax-weighted mixture of permutation matrices (arXiv:2601.05732)"
     marker = "D"
-    color = "#2ca02c"
+    color = "#7570b3"
     knobs = MHCLiteKnobs
     no_decay = ("b_pre", "b_post", "b_res")
     projections = ("phi",)

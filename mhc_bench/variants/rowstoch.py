@@ -46,7 +46,7 @@ class RowStochastic(Variant):
     label = "row-stochastic"
     summary = "H_res = softmax over rows: forward gain 1, column sums free (isolates the column constraint)"
     marker = "v"
-    color = "#9467bd"
+    color = "#e7298a"
     knobs = RowStochKnobs
     no_decay = ("b_pre", "b_post", "b_res")
     projections = ("phi",)

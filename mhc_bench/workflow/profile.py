@@ -213,15 +213,23 @@ class BenchSection(BaseModel):
 
 
 class Resources(BaseModel):
+    """What each rule's jobs ask an executor for (threads are also the CPUs a cluster job gets);
+    runtimes are wall-time limits in minutes, used by cluster executors only."""
+
     model_config = _STRICT
 
     train_threads: int = Field(default=1, ge=1)
     train_mem_mb: int = Field(default=4000, ge=1)
+    train_runtime_min: int = Field(default=240, ge=1)
     eval_threads: int = Field(default=1, ge=1)
     eval_mem_mb: int = Field(default=4000, ge=1)
+    eval_runtime_min: int = Field(default=60, ge=1)
     bench_threads: int = Field(default=128, ge=1)  # capped at --cores locally: the bench runs alone
+    bench_runtime_min: int = Field(default=60, ge=1)
+    prepare_runtime_min: int = Field(default=60, ge=1)  # data, tokenizer and task preparation
     gpu: int = Field(default=0, ge=0)
-    gpu_model: str | None = None
+    # e.g. a100 (SLURM: --gpus=a100:1); the pattern is the SLURM executor's
+    gpu_model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.]+$")
 
 
 class PowerPlan(BaseModel):

@@ -1,7 +1,7 @@
 """Run the Snakemake DAG the way every command should: locked, repaired, resumable.
 
 - **One run at a time.** A file lock on the working directory
-  (``<workdir>/.snakemake/mhc-bench.lock``, ``flock``; the workdir is the project root
+  (``<workdir>/.snakemake/mhc-bench.lock``, ``filelock``; the workdir is the project root
   unless ``--directory`` moves the results elsewhere) is held for the whole run; a
   second ``make reproduce`` (or ``mhc-bench cell``) is refused with one line naming
   the holder. The kernel releases the lock when its holder dies, however it dies.
@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -34,6 +33,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from mhc_bench import cellfolder as cf
 from mhc_bench.errors import UserError
@@ -49,27 +50,31 @@ IN_PROCESS_RUN_JOBS = ["--force-use-threads"]
 
 @contextlib.contextmanager
 def project_lock(what: str, workdir: Path = PROJECT_ROOT) -> Iterator[None]:
-    """Hold the working directory's run lock, or raise a :class:`UserError` naming who holds it."""
+    """Hold the working directory's run lock, or raise a :class:`UserError` naming who holds it.
+
+    The holder (pid, command, since when) is written next to the lock (``mhc-bench.lock.json``):
+    the lock file itself belongs to ``filelock``.
+    """
     lock_path = Path(workdir) / STATE_DIR / RUN_LOCK
+    holder_path = lock_path.with_name(RUN_LOCK + ".json")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as handle:
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise UserError(f"another mhc-bench run is in progress ({holder}); wait for it to finish "
-                            f"or stop it, then run again") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "run": what,
-                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            holder = holder_path.read_text().strip()
+        except OSError:
+            holder = ""
+        raise UserError(f"another mhc-bench run is in progress ({holder or 'another process'}); wait for it "
+                        f"to finish or stop it, then run again") from None
+    try:
+        holder_path.write_text(json.dumps({"pid": os.getpid(), "run": what,
+                                           "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        yield
+    finally:
+        holder_path.unlink(missing_ok=True)
+        lock.release()
 
 
 def clear_stale_snakemake_locks(workdir: Path = PROJECT_ROOT) -> bool:

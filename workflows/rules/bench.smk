@@ -13,8 +13,11 @@ rule bench:
         f"{R}/logs/bench.log",
     threads: RES["bench_threads"]
     resources:
-        gpu=RES["gpu"],
+        runtime=RES["bench_runtime_min"],
+        **GPU,
+    conda:
+        CONDA_ENV
     shell:
         # The profile's arguments travel as one quoted word, split on whitespace by rule_steps.
-        "{PY:q} -m mhc_bench.workflow.rule_steps bench --out \"$(dirname {output.json:q})\" "
+        "python -m mhc_bench.workflow.rule_steps bench --out \"$(dirname {output.json:q})\" "
         "--args={params.args:q} > {log:q} 2>&1"

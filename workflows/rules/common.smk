@@ -1,5 +1,7 @@
-# Shared set-up: validate the profile, expand the grid, constrain wildcards.
+# Shared set-up: validate the profile, expand the grid, constrain wildcards; the functions the
+# rule files use (rule files hold rules only).
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -22,15 +24,60 @@ try:
 except G.ProfileError as err:
     raise WorkflowError(str(err)) from None
 
-# Steps run with the interpreter that runs Snakemake (the project venv). Deliberately not a
-# param: a param change reruns jobs, and moving the venv must not retrain every cell.
-PY = sys.executable
+# Steps run `python -m mhc_bench...`, and the interpreter that runs Snakemake (the project venv,
+# the default way to run) comes first on PATH for every job: jobs inherit this environment,
+# locally and on a cluster (the SLURM executor exports it). With --sw-deployment-method conda,
+# Snakemake activates the rules' environment (workflows/envs/mhc-bench.yaml) on top of it.
+# Deliberately neither a param nor a global in the commands: a param change reruns jobs, and
+# moving the venv must not retrain every cell.
+envvars:
+    "PATH",
+
+
+JOB_PATH = os.pathsep.join([str(Path(sys.executable).parent), os.getenv("PATH", "")])
+os.environ["PATH"] = JOB_PATH
+CONDA_ENV = "../envs/mhc-bench.yaml"  # relative to workflows/rules/
 PROFILE = config["profile"]
 R = str(G.results_root(config))  # results/<profile>
 REPORT_DIR = f"{config.get('report_dir', 'report')}/{PROFILE}"
 CELLS = G.cell_configs(config)
 EVAL = config["eval"]
 RES = config["resources"]
+
+
+def gpu_resources():
+    """``gpu`` and, when the profile names one, ``gpu_model``: the SLURM executor turns both into
+    ``--gpus=<model>:<n>`` (a resource cannot be null, so an unnamed model is left out)."""
+    named = {"gpu_model": RES["gpu_model"]} if RES["gpu"] and RES.get("gpu_model") else {}
+    return {"gpu": RES["gpu"], **named}
+
+
+GPU = gpu_resources()
+PLACEHOLDER_ACCOUNTS = ("", "CHANGE_ME")
+
+
+def placeholder_accounts():
+    """Where an executor profile still holds a placeholder ``slurm_account`` (default-resources or
+    a rule's set-resources): caught here, at parse time, so a dry run fails in one line instead of
+    every sbatch call failing later."""
+    settings = workflow.resource_settings
+    sources = [("default-resources", settings.default_resources or {})]
+    sources += [(f"set-resources {rule}", res) for rule, res in (settings.overwrite_resources or {}).items()]
+    found = []
+    for where, resources in sources:
+        if "slurm_account" not in resources:
+            continue
+        if str(resources["slurm_account"].raw).strip().strip("'\"") in PLACEHOLDER_ACCOUNTS:
+            found.append(where)
+    return found
+
+
+if placeholder_accounts():
+    raise WorkflowError(
+        f"slurm_account is a placeholder ({', '.join(placeholder_accounts())}): set your SLURM account in "
+        "workflows/profiles/slurm/config.yaml (default-resources: slurm_account) or pass "
+        "--default-resources slurm_account=<account>"
+    )
 
 
 wildcard_constraints:
@@ -57,3 +104,19 @@ def chain_priority(cell):
 def cell_targets():
     """Every cell's final file: eval.json for evaluated cells, else metrics.json."""
     return [f"{cell_dir(c)}/{G.final_file(config, cell)}" for c, cell in CELLS.items()]
+
+
+def report_inputs(wildcards=None):
+    """Every cell's final file and the bench, ancient(): the report is rebuilt when one of them is
+    made in this run (it did not exist), never because of file times, so the committed report of
+    a fresh clone (arbitrary checkout times) is up to date. `make report` forces it."""
+    if config.get("report_only"):
+        return []
+    inputs = cell_targets()
+    if config["bench"]["enabled"]:
+        inputs.append(f"{R}/bench/bench.json")
+    return [ancient(f) for f in inputs]
+
+
+def report_outputs():
+    return [f"{REPORT_DIR}/report.md"]

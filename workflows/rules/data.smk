@@ -11,8 +11,12 @@ rule prepare_data:
         data=lambda w: json.dumps({**config["data"], **config["data_variants"][w.data]}, sort_keys=True),
     log:
         f"{R}/logs/prepare_data_{{data}}.log",
+    resources:
+        runtime=RES["prepare_runtime_min"],
+    conda:
+        CONDA_ENV
     shell:
-        "{PY:q} -m mhc_bench.workflow.rule_steps prepare-data --data {params.data:q} --out {output:q} > {log:q} 2>&1"
+        "python -m mhc_bench.workflow.rule_steps prepare-data --data {params.data:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_tasks:
@@ -22,8 +26,12 @@ rule prepare_tasks:
         max_items=EVAL["max_items"],
     log:
         f"{R}/logs/prepare_tasks.log",
+    resources:
+        runtime=RES["prepare_runtime_min"],
+    conda:
+        CONDA_ENV
     shell:
-        "{PY:q} -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} --out {output:q} "
+        "python -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} --out {output:q} "
         "> {log:q} 2>&1"
 
 
@@ -37,6 +45,8 @@ rule tracking_init:
         experiment=PROFILE,
     log:
         f"{R}/logs/tracking_init.log",
+    conda:
+        CONDA_ENV
     shell:
-        "{PY:q} -m mhc_bench.workflow.rule_steps tracking-init --uri {params.uri:q} "
+        "python -m mhc_bench.workflow.rule_steps tracking-init --uri {params.uri:q} "
         "--experiment {params.experiment:q} --out {output:q} > {log:q} 2>&1"

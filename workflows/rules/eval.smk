@@ -3,7 +3,9 @@
 
 rule evaluate:
     input:
-        metrics=f"{R}/cells/{{cell}}/metrics.json",
+        # ancient(): evaluated once its cell has trained (missing metrics.json), never because of
+        # file times; after a forced retrain (-R train), force the evaluation too (-R evaluate).
+        metrics=ancient(f"{R}/cells/{{cell}}/metrics.json"),
         tasks=ancient(f"{R}/tasks.json"),
     output:
         f"{R}/cells/{{cell}}/eval.json",
@@ -20,10 +22,13 @@ rule evaluate:
     priority: 1
     resources:
         mem_mb=RES["eval_mem_mb"],
-        gpu=RES["gpu"],
+        runtime=RES["eval_runtime_min"],
+        **GPU,
+    conda:
+        CONDA_ENV
     shell:
         # --tasks takes the names as one quoted word (whitespace-separated): the profile's strings
         # never reach the shell unquoted, and the params (hence the rerun policy) stay as they were.
-        "OMP_NUM_THREADS={threads} {PY:q} -m mhc_bench.cli eval --cell \"$(dirname {output:q})\" "
+        "OMP_NUM_THREADS={threads} python -m mhc_bench.cli eval --cell \"$(dirname {output:q})\" "
         "--tasks {params.tasks:q} {params.limit} --batch-size {params.batch_size} "
         "--max-items {params.max_items} > {log:q} 2>&1"

@@ -2,19 +2,6 @@
 # report_only=True: it then reads whatever results exist and trains nothing.
 
 
-def report_inputs(wildcards=None):
-    if config.get("report_only"):
-        return []
-    inputs = cell_targets()
-    if config["bench"]["enabled"]:
-        inputs.append(f"{R}/bench/bench.json")
-    return inputs
-
-
-def report_outputs():
-    return [f"{REPORT_DIR}/report.md"]
-
-
 rule report:
     input:
         report_inputs,
@@ -42,6 +29,8 @@ rule report:
         profile=PROFILE,
     log:
         f"{R}/logs/report.log",
+    conda:
+        CONDA_ENV
     shell:
-        "{PY:q} -m mhc_bench.cli report --results \"$(dirname {output.summary:q})\" "
+        "python -m mhc_bench.cli report --results \"$(dirname {output.summary:q})\" "
         "--out \"$(dirname {output.md:q})\" --profile {params.profile:q} > {log:q} 2>&1"

@@ -12,14 +12,19 @@ rule cell_config:
         f"{R}/cells/{{cell}}/cell.yaml",
     params:
         cell=lambda w: CELLS[w.cell],
+    log:
+        f"{R}/logs/cell_config/{{cell}}.log",
     run:
         G.write_cell_yaml(params.cell, Path(output[0]))
+        Path(log[0]).write_text(f"wrote {output[0]}\n")
 
 
 rule train:
     input:
-        cfg=f"{R}/cells/{{cell}}/cell.yaml",
-        # ancient(): re-preparing shared data or the store must never retrain finished cells.
+        # ancient(): file times never retrain a finished cell. A cell's config is fixed by its id
+        # (the id ends in the config's hash), so a newer cell.yaml (a fresh clone's checkout order)
+        # is the same config; re-preparing shared data or the store must not retrain either.
+        cfg=ancient(f"{R}/cells/{{cell}}/cell.yaml"),
         data=lambda w: ancient(f"{R}/data/{cell_data(w.cell)}.json"),
         tracking=ancient(f"{R}/mlflow.ready"),
     output:
@@ -32,7 +37,10 @@ rule train:
     priority: lambda w: chain_priority(w.cell)
     resources:
         mem_mb=RES["train_mem_mb"],
-        gpu=RES["gpu"],
+        runtime=RES["train_runtime_min"],
+        **GPU,
+    conda:
+        CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} {PY:q} -m mhc_bench.cli train --config {input.cfg:q} "
+        "OMP_NUM_THREADS={threads} python -m mhc_bench.cli train --config {input.cfg:q} "
         "--out \"$(dirname {output:q})\" > {log:q} 2>&1"
