@@ -49,13 +49,20 @@ class Knobs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # What a cell's identity measures a knob against where that is not its current default: when a
+    # default changes, the old value goes here, so cells trained under it keep their ids and cells
+    # under the new default get new ones (a default change changes the experiment of every config
+    # that does not name the knob).
+    identity_base: ClassVar[dict[str, Any]] = {}
+
     kind: str
 
     def non_default(self) -> dict[str, Any]:
-        """Knobs that differ from their defaults, as JSON values (what a cell's identity hashes)."""
+        """Knobs that differ from their identity base (the default, or ``identity_base``), as JSON
+        values: what a cell's identity hashes and its id names."""
         values = self.model_dump(mode="json")
-        defaults = type(self).model_construct().model_dump(mode="json")
-        return {k: v for k, v in values.items() if k != "kind" and v != defaults.get(k)}
+        base = {**type(self).model_construct().model_dump(mode="json"), **self.identity_base}
+        return {k: v for k, v in values.items() if k != "kind" and v != base.get(k)}
 
 
 class MapKnobs(Knobs):

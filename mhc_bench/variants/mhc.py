@@ -9,7 +9,7 @@ rounds of column then row normalisation: rows exact, columns converging).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn as nn
@@ -27,9 +27,14 @@ InitPreset = Literal["megatron", "liger", "lucidrains", "near_identity", "onehot
 class MHCKnobs(MapKnobs):
     """``model.mixing`` of ``mhc``."""
 
-    # Static biases, gates and projection at initialisation: a preset of mhc_bench.map_init
-    # (the paper gives none; the references disagree).
-    init: InitPreset = "megatron"
+    # The default init was "megatron" until December 2026: cell ids still measure against it.
+    identity_base: ClassVar[dict[str, Any]] = {"init": "megatron"}
+
+    # Static biases, gates and projection at initialisation: a preset of mhc_bench.map_init (the
+    # paper gives none; the references disagree). "onehot" (mHC-lite's +-1 pre/post logits by layer,
+    # near-identity H_res) is the default: under "megatron" (uniform H_res) the streams collapse onto
+    # one (the README's Initialisation table, the `init` profile).
+    init: InitPreset = "onehot"
     sinkhorn_iters: int = Field(default=20, ge=1)  # t_max of Eq. 12
 
 

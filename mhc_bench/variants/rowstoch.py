@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class RowStochKnobs(MapKnobs):
     """``model.mixing`` of ``rowstoch``: mHC's knobs without Sinkhorn's iterations."""
 
-    init: InitPreset = "megatron"
+    init: InitPreset = "onehot"  # mHC's default: the comparison isolates the H_res projection
 
 
 class RowSoftmax(nn.Module):
