@@ -239,6 +239,11 @@ def _long(d: dt.date, short: bool = False) -> str:
     return f"{month} {d.day}, {d.year}"
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _shift_years(d: dt.date, years: int) -> dt.date | None:
     try:
         return d.replace(year=d.year + years)
@@ -278,7 +283,7 @@ def _date_context(rng: random.Random) -> tuple[str, dt.date]:
     if today.year > 2099 or today == day + dt.timedelta(days=1):
         return f"Today is {_long(day)}.", day
     if kind == 6:
-        return f"{name} was born on {_long(day)}. Today is {name}'s {years}th birthday.", today
+        return f"{name} was born on {_long(day)}. Today is {name}'s {_ordinal(years)} birthday.", today
     return (f"{name} and {other} married on {_long(day, short=True)}. It is their {years}-year "
             "anniversary today.", today)
 
@@ -511,10 +516,10 @@ def navigate_stream(seed: int) -> Iterator[Item]:
     rng = seeded_rng("navigate", seed)
     while True:
         back = rng.random() < 0.5
-        build = _navigate_forward if rng.random() < 0.5 else _navigate_turns
-        instructions = build(rng, back)
-        if instructions is None:
-            continue
+        instructions = None
+        while instructions is None:  # redraw the walk, never the answer: Yes and No stay balanced
+            build = _navigate_forward if rng.random() < 0.5 else _navigate_turns
+            instructions = build(rng, back)
         stem = f"{NAVIGATE_PROMPT} {' '.join(instructions)}\nOptions:\n- Yes\n- No"
         yield _item(stem, "Yes" if back else "No", ["Yes", "No"])
 

@@ -85,12 +85,16 @@ class BigBenchSource:
         return f"folder:{self.path}:{digest.hexdigest()}"
 
 
-def parse_source(spec: str) -> BigBenchSource:
-    """``bigbench:<path>`` -> the source, checked to exist now (before anything is built)."""
+def parse_source(spec: str, base: Path | None = None) -> BigBenchSource:
+    """``bigbench:<path>`` -> the source, checked to exist now (before anything is built).
+
+    A relative path is taken from ``base`` (default: the current directory, which for the
+    workflow is its working directory).
+    """
     if not spec.startswith(SCHEME) or not spec[len(SCHEME):].strip():
         raise UserError(f"eval.source {spec!r}: expected bigbench:<path to a BIG-bench checkout, its "
                         "benchmark_tasks folder or the bigbench sdist .tar.gz>")
-    path = Path(spec[len(SCHEME):].strip()).expanduser().resolve()
+    path = ((base or Path.cwd()) / Path(spec[len(SCHEME):].strip()).expanduser()).resolve()
     if not path.exists():
         raise UserError(f"eval.source {spec!r}: {path} does not exist (BIG-bench task files are never "
                         "downloaded; point it at a checkout or sdist on this machine, or remove eval.source)")

@@ -5,7 +5,7 @@ Subjects (subtask: where the answer comes from):
 - ``chemical_elements``: ``periodictable`` (element names, symbols, atomic numbers);
 - ``world_currencies``: ``pycountry`` (ISO 4217 currencies; a country's national currency
   is the one whose ISO numeric code is the country's ISO 3166 numeric code);
-- ``world_subdivisions``: ``pycountry`` (ISO 3166-2 top-level subdivisions and their type);
+- ``world_subdivisions``: ``pycountry`` (ISO 3166-2 top-level subdivisions of common types);
 - ``elementary_arithmetic``: computed (sums, products, quotients, precedence, percentages);
 - ``unit_conversion``: the exact factor table :data:`CONVERSIONS` in this module;
 - ``python_code``: executing a generated snippet (:func:`run_snippet`).
@@ -151,6 +151,14 @@ def currency_items() -> list[Item]:
 
 
 MAX_SUBDIVISIONS_PER_COUNTRY = 25  # keeps countries with hundreds of municipalities from dominating
+# The ISO 3166-2 subdivision types asked about: common administrative units (the list also has
+# "islands, groups of islands", "outlying area" and other types no question reads well with).
+SUBDIVISION_TYPES = frozenset({
+    "Province", "Region", "District", "State", "Department", "County", "Municipality", "Governorate",
+    "Parish", "Prefecture", "Canton", "Administrative region", "Land", "Voivodship", "Autonomous region",
+    "Autonomous community", "Oblast", "Emirate", "Republic", "Union territory", "Regional state",
+    "Commune", "Division", "Rayon",
+})
 
 
 @functools.cache
@@ -164,6 +172,8 @@ def _subdivisions() -> list[tuple[Any, str]]:
         country = pycountry.countries.get(alpha_2=sub.country_code)
         name = _country_name(country) if country is not None else None
         if sub.parent_code is not None or name is None or "," in sub.name:
+            continue
+        if sub.type not in SUBDIVISION_TYPES:
             continue
         if per_country.get(sub.country_code, 0) >= MAX_SUBDIVISIONS_PER_COUNTRY:
             continue
@@ -192,7 +202,8 @@ def subdivision_items() -> list[Item]:
         taken = holders[sub.name] | {country}
         same_type = [c for c in by_type[sub.type] if c not in taken]
         wrong = _pick(rng, same_type, [c for c in everyone if c not in taken])
-        question = f"{sub.name} is a {sub.type.lower()} of which country?"
+        kind = sub.type.lower()
+        question = f"{sub.name} is {'an' if kind[0] in 'aeio' else 'a'} {kind} of which country?"
         if (it := _mc(question, country, wrong, rng, f"subdivision:{sub.code}")) is not None:
             out.append(it)
     return out

@@ -20,7 +20,15 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from mhc_bench.data import DataConfig
 from mhc_bench.paths import PROJECT_ROOT
@@ -137,6 +145,18 @@ class EvalSection(BaseModel):
     limit: int | None = Field(default=200, ge=1)
     batch_size: int = Field(default=16, ge=1)
     max_items: int = Field(default=250, ge=10)  # items kept per task when the suite is built
+    # External task files, never required and never downloaded: `bigbench:<path>` (a BIG-bench
+    # checkout, its benchmark_tasks folder or the bigbench sdist on this machine) adds the
+    # mhcb_bigbench group; a named path that is missing fails the prepare_tasks rule at once.
+    source: str | None = Field(default=None, pattern=r"^bigbench:\S.*$")
+
+    @model_validator(mode="after")
+    def _bigbench_needs_a_source(self) -> EvalSection:
+        wanting = [t for t in self.tasks if t.startswith("mhcb_bigbench")]
+        if wanting and self.source is None:
+            raise ValueError(f"tasks {wanting} are built from BIG-bench's task files: name them with "
+                             "source: bigbench:<path to a checkout or the bigbench sdist>")
+        return self
 
 
 class BenchSection(BaseModel):

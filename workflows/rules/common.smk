@@ -1,6 +1,7 @@
 # Shared set-up: validate the profile, expand the grid, constrain wildcards.
 import json
 import re
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -27,6 +28,8 @@ R = str(G.results_root(config))  # results/<profile>
 REPORT_DIR = f"{config.get('report_dir', 'report')}/{PROFILE}"
 CELLS = G.cell_configs(config)
 EVAL = config["eval"]
+# `--source bigbench:<path>` when the profile names BIG-bench's task files, else nothing.
+EVAL_SOURCE = f"--source {shlex.quote(EVAL['source'])}" if EVAL.get("source") else ""
 RES = config["resources"]
 
 

@@ -14,14 +14,19 @@ rule prepare_data:
 
 
 rule prepare_tasks:
+    # Also checks, before anything is built, that every external source the profile names exists
+    # (eval.source, the hub for lm-eval's own tasks): a missing one fails here, exit 2, one line.
     output:
         f"{R}/tasks.json",
     params:
         max_items=EVAL["max_items"],
+        tasks=" ".join(EVAL["tasks"]),
+        source=EVAL_SOURCE,
     log:
         f"{R}/logs/prepare_tasks.log",
     shell:
-        "{PY} -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} --out {output} > {log} 2>&1"
+        "{PY} -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} "
+        "--tasks {params.tasks} {params.source} --out {output} > {log} 2>&1"
 
 
 rule tracking_init:

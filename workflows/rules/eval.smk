@@ -12,6 +12,7 @@ rule evaluate:
         limit=f"--limit {EVAL['limit']}" if EVAL["limit"] else "",
         batch_size=EVAL["batch_size"],
         max_items=EVAL["max_items"],
+        source=EVAL_SOURCE,
     benchmark:
         f"{R}/cells/{{cell}}/eval.benchmark.tsv"
     log:
@@ -24,4 +25,4 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} {PY} -m mhc_bench.cli eval --cell $(dirname {output}) "
         "--tasks {params.tasks} {params.limit} --batch-size {params.batch_size} "
-        "--max-items {params.max_items} > {log} 2>&1"
+        "--max-items {params.max_items} {params.source} > {log} 2>&1"
