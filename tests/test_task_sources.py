@@ -154,3 +154,22 @@ def test_the_profile_names_its_source_and_checks_it(tmp_path: Path) -> None:
     checked = validate_profile({**raw, "eval": {**raw["eval"], "source": f"bigbench:{tmp_path}"}})
     assert checked["eval"]["source"] == f"bigbench:{tmp_path}"
     assert load_profile("smoke")["eval"]["source"] is None and load_profile("quick")["eval"]["source"] is None
+
+
+def test_ci_runs_the_readme_test_command_from_new_empty_caches(tmp_path: Path) -> None:
+    """``.ci/run`` with ``make`` stubbed: it must call ``make test`` with both caches new and empty."""
+    from mhc_bench.paths import PROJECT_ROOT
+
+    stub = tmp_path / "bin" / "make"
+    stub.parent.mkdir()
+    stub.write_text('#!/usr/bin/env bash\necho "$*|$MHC_BENCH_CACHE|$XDG_CACHE_HOME|'
+                    '$(find "$MHC_BENCH_CACHE" "$XDG_CACHE_HOME" -mindepth 1 | wc -l)"\n')
+    stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}",
+           "MHC_BENCH_CACHE": str(tmp_path / "warm"), "XDG_CACHE_HOME": str(tmp_path / "warm")}
+    out = subprocess.run([str(PROJECT_ROOT / ".ci" / "run")], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    args, data, xdg, entries = out.stdout.strip().split("|")
+    assert args == "test" and data != xdg and str(tmp_path / "warm") not in (data, xdg)
+    assert entries.strip() == "0", "the caches were not empty"
+    assert not Path(data).exists() and not Path(xdg).exists(), "the temporary caches were left behind"
