@@ -456,6 +456,13 @@ def test_every_mmlu_answer_agrees_with_its_source(subtask: str) -> None:
         MMLU_CHECKS[subtask](*_asked(it))
     letters = collections.Counter(it["answer"] for it in items)
     assert max(letters.values()) / len(items) < 0.35, letters  # the gold letter is not guessable
+    ranks = collections.Counter()  # nor is the gold number the middle one of the options
+    for it in items:
+        with contextlib.suppress(ArithmeticError):
+            values = [Decimal(c) for c in it["choices"]]
+            ranks[sum(v < values[it["answer"]] for v in values)] += 1
+    if ranks.total() > 50:
+        assert (ranks[0] + ranks[3]) / ranks.total() > 0.2, ranks
 
 
 def test_mmlu_distractors_are_drawn_deterministically_and_plausibly() -> None:
@@ -524,6 +531,26 @@ def test_the_suite_keeps_its_shape_and_budget() -> None:
     assert forms == {"bbh_gen": 10, "bbh_mc": 6, "gsm": 1, "mmlu": 6, "mmlu_cloze": 6}
     assert set(prepared.groups) == {"mhcb_bbh", "mhcb_bbh_gen", "mhcb_bbh_mc", "mhcb_gsm", "mhcb_mmlu",
                                     "mhcb_mmlu_letter", "mhcb_mmlu_cloze"}
+
+
+def test_bbh_generation_stops_soon_after_the_longest_answer_but_never_cuts_one() -> None:
+    """A model that rambles past the stop strings pays a few tokens on short-answer tasks, and even
+    a byte-level tokenizer (one token per byte) fits every answer with a leading newline."""
+    import yaml
+
+    from mhc_bench.data.tokenizer import ByteTokenizer
+
+    prepared = prepare_tasks()
+    budgets = {}
+    for name, leaf in prepared.leaves.items():
+        if leaf["form"] != "bbh_gen":
+            continue
+        budget = yaml.safe_load((prepared.root / "yaml" / f"{name}.yaml").read_text())["generation_kwargs"]
+        items = _eval_items("bbh", leaf["subtask"], 250)
+        longest = max(len(ByteTokenizer().encode("\n" + it["target"])) for it in items)
+        assert longest < budget["max_gen_toks"] <= longest + 4, name
+        budgets[leaf["subtask"]] = budget["max_gen_toks"]
+    assert budgets["boolean_expressions"] == 10 and max(budgets.values()) <= 64, budgets
 
 
 # ---------------------------------------------------------------- oracle and constant models

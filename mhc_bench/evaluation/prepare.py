@@ -31,6 +31,12 @@ DEFAULT_MAX_ITEMS = 250
 GROUPS = ("mhcb_bbh", "mhcb_gsm", "mhcb_mmlu")
 BIGBENCH_GROUP = "mhcb_bigbench"  # built only with a BIG-bench source (eval.source: bigbench:<path>)
 TEMPLATES = ("bbh_gen", "bbh_mc", "gsm", "mmlu", "mmlu_cloze")
+# A BBH-style answer is one short line. Generation stops after its longest answer's length in
+# bytes (an upper bound on its tokens under any byte-level or character tokenizer) plus this
+# margin (a leading newline or space): no correct answer is cut, and a model that rambles on
+# past the stop strings pays for a few tokens, not a fixed 64, so a task with short answers
+# costs little whatever the model does. Exact match trims whitespace, so scores are unchanged.
+GEN_MARGIN_TOKENS = 4
 
 
 @dataclass
@@ -195,6 +201,7 @@ def prepare_tasks(
     files: dict[str, str] = {}
     leaves: dict[str, dict[str, Any]] = {}
     splits: dict[tuple[str, str], dict[str, str]] = {}
+    answer_bytes: dict[tuple[str, str], int] = {}
     config_parts: dict[str, Any] = {}
     for spec in _leaf_specs(tasks):
         fam, sub = spec["family"], spec["subtask"]
@@ -207,8 +214,11 @@ def prepare_tasks(
                 files[rel] = sha256_file(root / rel)
                 rels[split] = rel
             splits[fam, sub] = rels
+            answer_bytes[fam, sub] = max(len(f" {it.get('target', '')}".encode()) for it in dev + test)
         rels = splits[fam, sub]
         doc = yaml.safe_load(_template_text(spec["template"]))
+        if spec["template"] == "bbh_gen":
+            doc["generation_kwargs"]["max_gen_toks"] = answer_bytes[fam, sub] + GEN_MARGIN_TOKENS
         doc = {"task": spec["name"], "dataset_path": "json",
                "dataset_kwargs": {"data_files": {s: str(root / r) for s, r in rels.items()}},
                "description": spec["description"], **doc}

@@ -7,7 +7,7 @@ project's own vocabulary (:mod:`mhc_bench.taskgen.vocabulary`):
 
 - free-form answers: ``multistep_arithmetic_two`` (two bracketed groups of four
   numbers in -9..9, numpy ``RandomState`` like the original), ``dyck_languages``
-  (close a prefix over four bracket pairs), ``word_sorting`` (3-8 words),
+  (close a prefix over four bracket pairs), ``word_sorting`` (3-6 words),
   ``object_counting`` (a category's count among listed objects);
 - a closed answer set: ``boolean_expressions`` (every 7-token expression, as in
   BBH), ``web_of_lies`` (five sentences), ``navigate`` (both BBH forms: "Always
@@ -186,7 +186,7 @@ def dyck_languages_stream(seed: int) -> Iterator[Item]:
 def word_sorting_stream(seed: int) -> Iterator[Item]:
     rng = seeded_rng("word_sorting", seed)
     while True:
-        words = rng.sample(V.WORDS, rng.randint(3, 8))
+        words = rng.sample(V.WORDS, rng.randint(3, 6))
         question = f"Sort the following words alphabetically: List: {' '.join(words)}"
         yield _item(question, " ".join(sorted(words)), [])
 

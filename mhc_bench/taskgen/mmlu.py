@@ -67,6 +67,25 @@ def _mc(
     return item
 
 
+def _numeric_wrong(gold: str, candidates: list[str], rng: random.Random) -> list[str]:
+    """Three of ``candidates`` such that the gold's place among the four sorted options is drawn
+    uniformly where the candidates allow it: numeric slips cluster around the answer, and a
+    model must not win by picking the middle option. Non-numeric options: a plain draw."""
+    try:
+        value = Decimal(gold)
+        numbers = {c: Decimal(c) for c in dict.fromkeys(candidates) if c != gold}
+    except ArithmeticError:  # decimal.InvalidOperation: some option is not a number
+        distinct = [c for c in dict.fromkeys(candidates) if c != gold]
+        return rng.sample(distinct, min(3, len(distinct)))
+    below = [c for c, v in numbers.items() if v < value]
+    above = [c for c, v in numbers.items() if v > value]
+    ranks = [r for r in range(4) if r <= len(below) and 3 - r <= len(above)]
+    if not ranks:
+        return []
+    r = rng.choice(ranks)
+    return rng.sample(below, r) + rng.sample(above, 3 - r)
+
+
 def _pick(rng: random.Random, preferred: list[str], fallback: list[str], k: int = 3) -> list[str]:
     """``k`` distinct draws, from ``preferred`` first, then from ``fallback``."""
     first = rng.sample(sorted(set(preferred)), min(k, len(set(preferred))))
@@ -93,13 +112,13 @@ def element_items() -> list[Item]:
         like_symbol = [s for _, n, s in elements if s != symbol and s[0] in (symbol[0], name[0].upper())]
         near = [e for e in elements if e[0] != z and abs(e[0] - z) <= 3]
         like_name = [n for _, n, s in elements if n != name and s[0] == symbol[0]]
-        numbers = [str(z + d) for d in (-2, -1, 1, 2, 8, -8, 18, -18) if 1 <= z + d <= 118]
+        numbers = [str(z + d) for d in (-3, -2, -1, 1, 2, 3) if 1 <= z + d <= 118]
         asked = [
             (f"What is the chemical symbol of {name}?", symbol,
              _pick(rng, like_symbol, [e[2] for e in near])),
             (f"Which element has the chemical symbol {symbol}?", name,
              _pick(rng, like_name, [e[1] for e in near])),
-            (f"What is the atomic number of {name}?", str(z), _pick(rng, numbers[:4], numbers)),
+            (f"What is the atomic number of {name}?", str(z), _numeric_wrong(str(z), numbers, rng)),
             (f"Which element has atomic number {z}?", name, _pick(rng, [e[1] for e in near], like_name)),
         ]
         out += [it for q, gold, wrong in asked if (it := _mc(q, gold, wrong, rng, group)) is not None]
@@ -220,25 +239,27 @@ def _arithmetic(r: random.Random) -> tuple[str, int, list[int]]:
     if kind == 1:
         a, b = r.randint(100, 999), r.randint(10, 99)
         d = a - b
-        return f"What is {a} - {b}?", d, [d + 10, d - 10, a + b, d + 1, d - 1]
+        return f"What is {a} - {b}?", d, [d + 10, d - 10, a + b, d + 1, d - 1, d - 100]
     if kind == 2:
         a, b = r.randint(12, 99), r.randint(3, 12)
         p = a * b
-        return f"What is {a} times {b}?", p, [a * (b + 1), a * (b - 1), p + 10, p - 10, a + b]
+        return f"What is {a} times {b}?", p, [a * (b + 1), a * (b - 1), p + 10, p - 10, a + b, p + a * 10]
     if kind == 3:
         b, q = r.randint(2, 12), r.randint(3, 60)
-        return f"What is {b * q} divided by {b}?", q, [q + 1, q - 1, q + 2, q * 2, b * q - b]
+        return f"What is {b * q} divided by {b}?", q, [q + 1, q - 1, q + 2, q - 2, q * 2, b * q - b]
     if kind == 4:
         a, b, c = r.randint(2, 20), r.randint(2, 12), r.randint(2, 12)
-        return f"What is {a} + {b} * {c}?", a + b * c, [(a + b) * c, a * b + c, a + b + c, a + b * c + 1]
+        g = a + b * c
+        return f"What is {a} + {b} * {c}?", g, [(a + b) * c, a * b + c, a + b + c, g + 1, g - 1, g - a]
     if kind == 5:
         p = r.choice((10, 20, 25, 50, 75))
         n = r.randint(2, 40) * 20
         g = p * n // 100
-        return f"What is {p}% of {n}?", g, [n - g, g * 2, g // 2, p * n // 10, g + 10]
+        return f"What is {p}% of {n}?", g, [n - g, g * 2, g // 2, p * n // 10, g + 10, g - 10]
     a, b = r.randint(20, 200), r.randint(3, 12)
-    return (f"What is the remainder when {a} is divided by {b}?", a % b,
-            [a // b, a % b + 1, b - a % b, abs(a % b - 1), a % b + 2])
+    m = a % b
+    return (f"What is the remainder when {a} is divided by {b}?", m,
+            [a // b, m + 1, b - m, m - 1, m + 2, m - 2, b])
 
 
 def arithmetic_stream(seed: int) -> Iterator[Item]:
@@ -246,7 +267,7 @@ def arithmetic_stream(seed: int) -> Iterator[Item]:
     while True:
         question, gold, wrong = _arithmetic(r)
         picked = [str(w) for w in wrong if w >= 0]
-        item = _mc(question, str(gold), picked[:2] + r.sample(picked[2:], len(picked) - 2), r)
+        item = _mc(question, str(gold), _numeric_wrong(str(gold), picked, r), r)
         if item is not None:
             yield item
 
@@ -283,18 +304,18 @@ def unit_conversion_stream(seed: int) -> Iterator[Item]:
         other = Decimal(r.choice([f for _, _, f in CONVERSIONS if Decimal(f) != factor]))
         if r.random() < 0.5:
             question, gold = f"How many {small} are in {_number(q)} {large}?", q * factor
-            wrong = [q / factor, gold * 10, gold / 10, q * other, gold + factor]
+            wrong = [q / factor, gold * 10, gold / 10, gold * 100, gold / 100, q * other, gold + factor]
         else:
             amount = _number(q * factor)
             if amount is None:
                 continue
             question, gold = f"How many {large} are in {amount} {small}?", q
-            wrong = [q * factor * factor, q * 10, q / 10, q * factor / other, q + 1]
+            wrong = [q * factor * factor, q * 10, q / 10, q * 100, q / 100, q * factor / other, q + 1]
         texts = [t for w in wrong if (t := _number(w)) is not None]
         gold_text = _number(gold)
         if gold_text is None:
             continue
-        item = _mc(question, gold_text, texts[:1] + r.sample(texts[1:], len(texts) - 1), r)
+        item = _mc(question, gold_text, _numeric_wrong(gold_text, texts, r), r)
         if item is not None:
             yield item
 
@@ -324,7 +345,8 @@ def _snippets(r: random.Random) -> list[str]:
         body = "total = {s}\nfor i in range({a}, {b}):\n    total {op} i\nprint(total)"
         return [body.format(s=s, a=a, b=b, op="+="), body.format(s=s, a=a, b=b + 1, op="+="),
                 body.format(s=s, a=a + 1, b=b, op="+="), body.format(s=0, a=a, b=b, op="+="),
-                body.format(s=s, a=a, b=b, op="=")]
+                body.format(s=s, a=a, b=b, op="="), body.format(s=s, a=a, b=b - 1, op="+="),
+                body.format(s=s + 1, a=a, b=b, op="+="), body.format(s=s, a=a, b=b + 2, op="+=")]
     if kind == 1:
         xs = r.sample(range(1, 30), 6)
         i = r.randint(1, 3)
@@ -357,7 +379,8 @@ def _snippets(r: random.Random) -> list[str]:
         body = "n = {n}\ncount = {c}\nwhile n {cmp} 1:\n    n = n // {d}\n    count += 1\nprint(count)"
         return [body.format(n=n, c=0, cmp=">", d=d), body.format(n=n, c=1, cmp=">", d=d),
                 body.format(n=n, c=0, cmp=">=", d=d), body.format(n=n, c=0, cmp=">", d=5 - d),
-                body.format(n=n * 2, c=0, cmp=">", d=d)]
+                body.format(n=n * 2, c=0, cmp=">", d=d), body.format(n=n // d, c=0, cmp=">", d=d),
+                body.format(n=n, c=-1, cmp=">", d=d), body.format(n=n * d * d, c=0, cmp=">", d=d)]
     k, n, rem = r.randint(2, 5), r.randint(5, 9), r.randint(0, 1)
     body = "result = [x * {k} for x in range({lo}, {n}) if x % 2 == {rem}]\nprint(result)"
     return [body.format(k=k, lo=0, n=n, rem=rem), body.format(k=k, lo=1, n=n + 1, rem=rem),
@@ -372,7 +395,7 @@ def python_code_stream(seed: int) -> Iterator[Item]:
         gold = run_snippet(real)
         wrong = [run_snippet(m) for m in mutants]
         question = f"What does the following Python code print?\n\n{real}"
-        item = _mc(question, gold, wrong[:1] + r.sample(wrong[1:], len(wrong) - 1), r)
+        item = _mc(question, gold, _numeric_wrong(gold, wrong, r), r)
         if item is not None:
             yield item
 
