@@ -354,6 +354,9 @@ def test_bbh_formats_match_bbh() -> None:
                         ("logical_deduction_three_objects", 3)):
         assert "\nOptions:\n(A) " in first[lettered] and len(_options(first[lettered])) == n
     assert "sports_understanding" not in bbh.SUBTASKS  # needs facts about athletes, not a rule
+    for sub in bbh.SUBTASKS:  # the articles of generated lists: "an orange ball", "a harp"
+        for it in _eval_items("bbh", sub, 250):
+            assert not re.search(r"\ba [aeiou]|\ban [^aeiou\W]", it["input"], flags=re.I), it["input"]
 
 
 # ---------------------------------------------------------------- MMLU-style subjects

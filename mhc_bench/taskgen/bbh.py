@@ -342,13 +342,14 @@ def date_understanding_stream(seed: int, n_options: int = 6) -> Iterator[Item]:
 PLAYERS = ("Alice", "Bob", "Claire")  # BBH's three players, in every scenario
 # scenario: (opening, how each holds, the trading sentence, swap phrase, closing, items, option format)
 TRACKING: tuple[tuple[str, str, str, str, str, tuple[str, ...], str], ...] = (
-    ("are playing a game. At the start of the game, they are each holding a ball:", "{p} has a {x} ball",
+    ("are playing a game. At the start of the game, they are each holding a ball:", "{p} has {a} {x} ball",
      "As the game progresses, pairs of players trade balls.", "swap balls",
      "At the end of the game, {p} has the",
      V.COLORS, "{x} ball"),
     ("are holding a white elephant gift exchange. At the start of the event, they are each holding a present "
-     "of a different color:", "{p} has a {x} present", "As the event progresses, pairs of people swap gifts.",
-     "swap their gifts", "At the end of the event, {p} has the", V.COLORS, "{x} present"),
+     "of a different color:", "{p} has {a} {x} present",
+     "As the event progresses, pairs of people swap gifts.", "swap their gifts",
+     "At the end of the event, {p} has the", V.COLORS, "{x} present"),
     ("are friends and avid readers who occasionally trade books. At the start of the semester, they each buy "
      "one new book:", "{p} gets {x}", "As the semester proceeds, they start trading around the new books.",
      "swap books", "At the end of the semester, {p} has", V.BOOKS, "{x}"),
@@ -379,7 +380,8 @@ def tracking_shuffled_objects_stream(seed: int, swaps: int = 3) -> Iterator[Item
             lead = "First" if i == 0 else "Finally" if i == swaps - 1 else "Then"
             steps.append(f"{lead}, {a} and {b} {swap}.")
         who = rng.choice(PLAYERS)
-        start = _listing([holds.format(p=p, x=x) for p, x in zip(PLAYERS, things, strict=True)])
+        start = _listing([holds.format(p=p, x=x, a=_article(x).split()[0])
+                          for p, x in zip(PLAYERS, things, strict=True)])
         stem = (f"{_listing(list(PLAYERS))} {opening} {start}.\n{trading} {' '.join(steps)} "
                 f"{closing.format(p=who)}")
         yield _lettered(stem, [fmt.format(x=x) for x in things], things.index(held[who]))
@@ -391,9 +393,9 @@ DEDUCTION_PREFIX = ("The following paragraphs each describe a set of three objec
 # scenario: intro, how an object is introduced and named, its pool, the two relations (the
 # first object earlier / later in the order), the rank names first..last, and the verb of a rank.
 DEDUCTION: tuple[dict[str, Any], ...] = (
-    {"intro": "On a shelf, there are three books: {objects}.", "noun": "a {x} book", "the": "the {x} book",
+    {"intro": "On a shelf, there are three books: {objects}.", "noun": "{x} book", "the": "the {x} book",
      "pool": V.COLORS, "before": "is to the left of", "after": "is to the right of",
-     "ranks": ("the leftmost", "the second from the left", "the rightmost"), "is": "is"},
+     "ranks": ("the leftmost", "the second from the left", "the rightmost"), "is": "is", "article": True},
     {"intro": "On a branch, there are three birds: {objects}.", "noun": "{x}", "the": "the {x}",
      "pool": V.BIRDS, "before": "is to the left of", "after": "is to the right of",
      "ranks": ("the leftmost", "the second from the left", "the rightmost"), "is": "is", "article": True},
