@@ -173,3 +173,19 @@ def test_ci_runs_the_readme_test_command_from_new_empty_caches(tmp_path: Path) -
     assert args == "test" and data != xdg and str(tmp_path / "warm") not in (data, xdg)
     assert entries.strip() == "0", "the caches were not empty"
     assert not Path(data).exists() and not Path(xdg).exists(), "the temporary caches were left behind"
+
+
+def test_reproduce_refuses_a_profile_whose_source_is_missing_before_snakemake(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from mhc_bench.paths import PROJECT_ROOT
+
+    raw = yaml.safe_load((PROJECT_ROOT / "workflows" / "config" / "smoke.yaml").read_text())
+    raw["eval"] = {**raw["eval"], "source": "bigbench:no/such/BIG-bench",
+                   "tasks": [*raw["eval"]["tasks"], "mhcb_bigbench"]}
+    profile = tmp_path / "smoke-bigbench.yaml"
+    profile.write_text(yaml.safe_dump(raw))
+    assert cli.main(["reproduce", "--profile", str(profile), "--directory", str(tmp_path), "-n"]) == 2
+    err = _one_line(capsys.readouterr().err, "mhc-bench reproduce: error: eval.source")
+    assert str(tmp_path / "no" / "such" / "BIG-bench") in err  # resolved from the working directory
+    assert not (tmp_path / ".snakemake").exists()
