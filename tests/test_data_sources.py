@@ -395,7 +395,6 @@ def test_a_planted_evaluation_item_is_caught(tmp_path: Path) -> None:
     assert clean.meta()["mix"]["checked_against"] >= 1000
 
 
-@pytest.mark.network
 def test_real_training_text_never_repeats_an_evaluation_item() -> None:
     hashes = evaluation_prompt_hashes(tuple(generators.FAMILIES))
     from mhc_bench.taskgen.contamination import find_contaminated

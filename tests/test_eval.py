@@ -13,6 +13,7 @@ from lm_eval.api.instance import Instance
 
 from mhc_bench.cellfolder import EVAL as EVAL_FILE
 from mhc_bench.data.tokenizer import ByteTokenizer
+from mhc_bench.errors import UserError
 from mhc_bench.evaluation.adapter import MhcLM
 from mhc_bench.evaluation.runner import TaskUnavailableError, evaluate_cell
 from mhc_bench.model import GPT, ModelConfig
@@ -143,8 +144,17 @@ def test_builtin_tasks_fail_fast_offline(tmp_path, monkeypatch) -> None:
     assert not (cell / EVAL_FILE).exists()
 
 
+def test_a_missing_task_source_fails_before_the_model_loads(tmp_path, monkeypatch) -> None:
+    cell = build_cell(tmp_path / "cell")
+    monkeypatch.setattr(MhcLM, "from_cell", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(TaskUnavailableError, match=r"eval\.source: bigbench"):
+        evaluate_cell(cell, ["mhcb_gsm", "mhcb_bigbench"], limit=1)
+    with pytest.raises(UserError, match="does not exist"):
+        evaluate_cell(cell, ["mhcb_gsm"], limit=1, source=f"bigbench:{tmp_path / 'BIG-bench'}")
+    assert not (cell / EVAL_FILE).exists()
+
+
 @pytest.mark.slow
-@pytest.mark.network
 def test_tiny_cell_end_to_end(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cell = build_cell(tmp_path / "cell", tracking_uri=uri)

@@ -8,15 +8,19 @@ down because lm-eval scores move with both.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from mhc_bench import cellfolder as cf
 from mhc_bench import tracking
-from mhc_bench.errors import UserError
 from mhc_bench.evaluation.prepare import DEFAULT_MAX_ITEMS, GROUPS, PreparedTasks, prepare_tasks
+from mhc_bench.evaluation.sources import (  # noqa: F401  (TaskUnavailableError: the error callers catch)
+    TaskUnavailableError,
+    check_builtin_reachable,
+    check_source_named,
+    unknown_local,
+)
 from mhc_bench.paths import configure_environment
 
 DEFAULT_BATCH_SIZE = 16
@@ -24,29 +28,10 @@ SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234,
 BOOTSTRAP_ITERS = 1000  # only non-mean metrics bootstrap; the ones used here have closed-form stderr
 
 
-class TaskUnavailableError(UserError):
-    """A requested task needs data this machine cannot reach."""
-
-
-def hub_offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
-
-
 def split_tasks(tasks: list[str], prepared: PreparedTasks) -> tuple[list[str], list[str]]:
     """(local, built-in): built-in names (``bbh``, ``gsm8k``, ``mmlu``...) need lm-eval's hub datasets."""
     local = [t for t in tasks if t in prepared.leaves or t in prepared.groups]
     return local, [t for t in tasks if t not in local]
-
-
-def check_builtin_reachable(builtin: list[str]) -> None:
-    """Fail fast, naming the tasks, instead of letting ``datasets`` hang or retry offline."""
-    if builtin and hub_offline():
-        raise TaskUnavailableError(
-            f"task(s) {builtin} are lm-eval built-ins whose datasets come from the Hugging Face hub, "
-            "but HF_DATASETS_OFFLINE/HF_HUB_OFFLINE is set; run them on a machine with hub access "
-            f"(unset both variables) or use the local suite {list(GROUPS)}"
-        )
 
 
 def _identity(
@@ -94,9 +79,12 @@ def evaluate_cell(
     max_items: int = DEFAULT_MAX_ITEMS,
     force: bool = False,
     log_mlflow: bool = True,
+    source: str | None = None,
 ) -> cf.EvalRecord:
     """Run ``tasks`` on a finished cell, write ``eval.json`` and log to MLflow; return the record.
 
+    ``source`` (``bigbench:<path>``) adds BIG-bench's task files to the suite. A named task
+    whose data this machine lacks fails before the model is loaded.
     A diverged cell is not evaluated (its weights may be finite while its training blew
     up): its eval.json says so, and the report shows no scores for it.
     """
@@ -104,8 +92,10 @@ def evaluate_cell(
     cell_dir = Path(cell_dir)
     metrics = cf.require_finished(cell_dir)
     tasks = list(tasks)
-    prepared = prepare_tasks(max_items)
+    check_source_named(tasks, source)
+    prepared = prepare_tasks(max_items, source=source)
     local, builtin = split_tasks(tasks, prepared)
+    unknown_local(builtin, set(prepared.leaves) | set(prepared.groups))
     check_builtin_reachable(builtin)
     identity = _identity(prepared, tasks, limit, batch_size)
     if not force and (done := _existing(cell_dir, identity)) is not None:

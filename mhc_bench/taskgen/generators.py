@@ -1,6 +1,7 @@
 """Evaluation splits and training-format text for the three task families.
 
-One partition (``splits.is_train`` on each item's key) decides which items may
+One partition (``splits.is_train`` on each item's key, or on its fact
+``group`` where a pool asks several questions about one fact) decides which items may
 appear in training text and which may be evaluated or used as few-shot
 exemplars, so ``training_text`` can be mixed into pretraining without leaking
 the benchmark. Few-shot exemplars (``dev``) and evaluated items (``test``)
@@ -38,19 +39,37 @@ def _key(item: Item) -> str:
     return item["key"]
 
 
+def _side(item: Item) -> str:
+    """What decides an item's side: its fact (``group``) where several questions share one."""
+    return item.get("group") or item["key"]
+
+
 def _stream(family: str, subtask: str, seed: int) -> Iterator[Item] | None:
     """An endless item stream for generated subtasks; None for subtasks backed by a fixed pool."""
     if family == "gsm":
         return gsm.problem_stream(seed)
-    if family == "bbh" and bbh.is_programmatic(subtask):
+    if family == "bbh":
         return bbh.all_stream(subtask, seed)
+    if family == "mmlu" and mmlu.is_generated(subtask):
+        return mmlu.stream(subtask, seed)
     return None
 
 
 @functools.cache
 def _pool(family: str, subtask: str) -> list[Item]:
     """A fixed item pool (cached per process; callers never mutate it)."""
-    return bbh.json_items(subtask) if family == "bbh" else mmlu.items(subtask)
+    return mmlu.items(subtask)
+
+
+def pool_eval_split(items: list[Item], salt: str, k: int, max_items: int) -> tuple[list[Item], list[Item]]:
+    """(dev, test) of a fixed pool: its evaluation side in a seeded order, the first ``k`` items as
+    exemplars, then at most ``max_items`` items about facts no exemplar shows."""
+    _, evaluation = split_items(items, _key, _side)
+    ordered = sorted(evaluation, key=lambda it: order_key(it["key"], salt))
+    dev = ordered[:k]
+    shown = {_side(it) for it in dev}
+    test = [it for it in ordered[k:] if _side(it) not in shown][:max_items]
+    return dev, test
 
 
 def eval_split(family: str, subtask: str, max_items: int) -> tuple[list[Item], list[Item]]:
@@ -59,13 +78,12 @@ def eval_split(family: str, subtask: str, max_items: int) -> tuple[list[Item], l
     stream = _stream(family, subtask, EVAL_SEED)
     if stream is not None:
         items = take_side(stream, _key, k + max_items, train=False)
+        dev, test = items[:k], items[k:]
     else:
-        _, evaluation = split_items(_pool(family, subtask), _key)
-        items = sorted(evaluation, key=lambda it: order_key(it["key"], f"{family}/{subtask}/eval"))
-        items = items[: k + max_items]
-    if len(items) <= k:
-        raise ValueError(f"{family}/{subtask}: only {len(items)} evaluation items, need more than {k}")
-    return items[:k], items[k:]
+        dev, test = pool_eval_split(_pool(family, subtask), f"{family}/{subtask}/eval", k, max_items)
+    if not test:
+        raise ValueError(f"{family}/{subtask}: only {len(dev)} evaluation items, need more than {k}")
+    return dev, test
 
 
 def train_items(family: str, subtask: str, seed: int, n: int) -> list[Item]:
@@ -74,7 +92,7 @@ def train_items(family: str, subtask: str, seed: int, n: int) -> list[Item]:
     if stream is not None:
         items = take_side(stream, _key, n, train=True)
     else:
-        train, _ = split_items(_pool(family, subtask), _key)
+        train, _ = split_items(_pool(family, subtask), _key, _side)
         items = sorted(train, key=lambda it: order_key(it["key"], f"{family}/{subtask}/train/{seed}"))
     if not items:
         return []

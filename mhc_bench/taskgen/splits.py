@@ -1,6 +1,7 @@
 """Deterministic train / evaluation partition of task items by content hash.
 
-An item's side is a function of its question text alone, so training text
+An item's side is a function of its question text alone (or of the fact it
+asks about, for subjects with several questions per fact), so training text
 (any seed, any count) can never contain an evaluated or few-shot item, and
 raising the evaluation cap never moves an item across the boundary.
 """
@@ -33,8 +34,14 @@ def order_key(key: str, seed: int | str) -> str:
     return hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()
 
 
-def split_items(items: Iterable[T], key: Callable[[T], str]) -> tuple[list[T], list[T]]:
-    """(train side, eval side) of ``items``, each deduplicated by key, in input order."""
+def split_items(
+    items: Iterable[T], key: Callable[[T], str], side: Callable[[T], str] | None = None
+) -> tuple[list[T], list[T]]:
+    """(train side, eval side) of ``items``, each deduplicated by key, in input order.
+
+    ``side`` (default: ``key``) names what decides the side: items sharing it stay together.
+    """
+    side = side or key
     seen: set[str] = set()
     train: list[T] = []
     evaluation: list[T] = []
@@ -43,7 +50,7 @@ def split_items(items: Iterable[T], key: Callable[[T], str]) -> tuple[list[T], l
         if k in seen:
             continue
         seen.add(k)
-        (train if is_train(k) else evaluation).append(item)
+        (train if is_train(side(item)) else evaluation).append(item)
     return train, evaluation
 
 

@@ -203,6 +203,18 @@ class EvalSection(BaseModel):
     limit: int | None = Field(default=200, ge=1)
     batch_size: int = Field(default=16, ge=1)
     max_items: int = Field(default=250, ge=10)  # items kept per task when the suite is built
+    # External task files, never required and never downloaded: `bigbench:<path>` (a BIG-bench
+    # checkout, its benchmark_tasks folder or the bigbench sdist on this machine) adds the
+    # mhcb_bigbench group; a named path that is missing fails the prepare_tasks rule at once.
+    source: str | None = Field(default=None, pattern=r"^bigbench:\S.*$")
+
+    @model_validator(mode="after")
+    def _bigbench_needs_a_source(self) -> EvalSection:
+        wanting = [t for t in self.tasks if t.startswith("mhcb_bigbench")]
+        if wanting and self.source is None:
+            raise ValueError(f"tasks {wanting} are built from BIG-bench's task files: name them with "
+                             "source: bigbench:<path to a checkout or the bigbench sdist>")
+        return self
 
 
 class BenchSection(BaseModel):

@@ -26,21 +26,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mhc_bench.paths import PROJECT_ROOT
     from mhc_bench.workflow.grid import load_profile, profile_path, results_root
     from mhc_bench.workflow.snakerun import run_snakemake
 
     config = load_profile(args.profile)
+    workdir = args.directory or PROJECT_ROOT
+    if config["eval"]["enabled"] and not args.report_only:  # a missing external source: one line, now
+        from mhc_bench.evaluation.sources import preflight
+
+        preflight(config["eval"]["tasks"], config["eval"]["source"], workdir)
     targets: list[str] = []
     extra = list(args.snakemake_args) + (["--dry-run"] if args.dry_run else [])
     if args.report_only:
         targets = ["report"]
         extra += ["--config", "report_only=True", "--forcerun", "report"]
-    from mhc_bench.paths import PROJECT_ROOT
     from mhc_bench.workflow.grid import cell_configs
     from mhc_bench.workflow.power_plan import plan_text
 
-    if not args.report_only and (plan := plan_text(config, cell_configs(config), PROJECT_ROOT)):
+    if not args.report_only and (plan := plan_text(config, cell_configs(config), workdir)):
         print(plan, flush=True)
     return run_snakemake(f"mhc-bench reproduce --profile {config['profile']}", profile_path(args.profile),
-                         results_root(config), targets, args.cores, extra, args.directory or PROJECT_ROOT,
+                         results_root(config), targets, args.cores, extra, workdir,
                          config=config, report_only=args.report_only)

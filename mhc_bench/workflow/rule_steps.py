@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from mhc_bench.errors import UserError
 from mhc_bench.paths import configure_environment
 
 
@@ -28,13 +29,18 @@ def prepare_data_step(data_json: str, out: Path) -> None:
     _write_json(out, {k: str(v) if isinstance(v, Path) else v for k, v in asdict(prepared).items()})
 
 
-def prepare_tasks_step(max_items: int, out: Path) -> None:
-    """Build the local lm-eval suite once (BIG-bench extraction, generated items, YAMLs)."""
+def prepare_tasks_step(max_items: int, out: Path, tasks: list[str], source: str | None) -> None:
+    """Build the local lm-eval suite once (generated items, YAMLs), after checking that every
+    external thing the profile names (a BIG-bench source, the hub for lm-eval's tasks) exists."""
+    from mhc_bench.evaluation import sources
     from mhc_bench.evaluation.prepare import prepare_tasks
 
-    prepared = prepare_tasks(max_items)
+    sources.preflight(tasks, source)
+    prepared = prepare_tasks(max_items, source=source)
+    sources.unknown_local(tasks, set(prepared.leaves) | set(prepared.groups))
     _write_json(out, {"root": str(prepared.root), "config_hash": prepared.config_hash,
-                      "leaves": sorted(prepared.leaves), "groups": sorted(prepared.groups)})
+                      "leaves": sorted(prepared.leaves), "groups": sorted(prepared.groups),
+                      "source": source})
 
 
 def tracking_init_step(uri: str, experiment: str, out: Path) -> None:
@@ -60,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("prepare-tasks")
     p.add_argument("--max-items", type=int, required=True)
+    p.add_argument("--tasks", nargs="+", default=["mhcb_bbh", "mhcb_gsm", "mhcb_mmlu"])
+    p.add_argument("--source", default=None)
     p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("tracking-init")
     p.add_argument("--uri", required=True)
@@ -72,12 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "bench":
         return bench_step(args.out, args.args)
     configure_environment()
-    if args.step == "prepare-data":
-        prepare_data_step(args.data, args.out)
-    elif args.step == "prepare-tasks":
-        prepare_tasks_step(args.max_items, args.out)
-    else:
-        tracking_init_step(args.uri, args.experiment, args.out)
+    try:
+        if args.step == "prepare-data":
+            prepare_data_step(args.data, args.out)
+        elif args.step == "prepare-tasks":
+            # The DAG passes the task names as one quoted word: split them here.
+            tasks = [name for arg in args.tasks for name in arg.split()]
+            prepare_tasks_step(args.max_items, args.out, tasks, args.source or None)
+        else:
+            tracking_init_step(args.uri, args.experiment, args.out)
+    except UserError as err:  # one line in the rule's log, as the CLI prints it
+        print(f"{args.step}: error: {err.one_line()}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -42,6 +43,8 @@ R = str(G.results_root(config))  # results/<profile>
 REPORT_DIR = f"{config.get('report_dir', 'report')}/{PROFILE}"
 CELLS = G.cell_configs(config)
 EVAL = config["eval"]
+# `--source bigbench:<path>` when the profile names BIG-bench's task files, else nothing.
+EVAL_SOURCE = f"--source {shlex.quote(EVAL['source'])}" if EVAL.get("source") else ""
 RES = config["resources"]
 
 

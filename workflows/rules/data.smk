@@ -20,10 +20,14 @@ rule prepare_data:
 
 
 rule prepare_tasks:
+    # Also checks, before anything is built, that every external source the profile names exists
+    # (eval.source, the hub for lm-eval's own tasks): a missing one fails here, exit 2, one line.
     output:
         f"{R}/tasks.json",
     params:
         max_items=EVAL["max_items"],
+        tasks=" ".join(EVAL["tasks"]),
+        source=EVAL_SOURCE,
     log:
         f"{R}/logs/prepare_tasks.log",
     resources:
@@ -31,8 +35,10 @@ rule prepare_tasks:
     conda:
         CONDA_ENV
     shell:
-        "python -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} --out {output:q} "
-        "> {log:q} 2>&1"
+        # --tasks: the profile's names as one quoted word (split on whitespace by the step);
+        # params.source is "--source <path, shell-quoted>" or empty (common.smk).
+        "python -m mhc_bench.workflow.rule_steps prepare-tasks --max-items {params.max_items} "
+        "--tasks {params.tasks:q} {params.source} --out {output:q} > {log:q} 2>&1"
 
 
 rule tracking_init:

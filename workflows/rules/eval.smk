@@ -14,6 +14,7 @@ rule evaluate:
         limit=f"--limit {EVAL['limit']}" if EVAL["limit"] else "",
         batch_size=EVAL["batch_size"],
         max_items=EVAL["max_items"],
+        source=EVAL_SOURCE,
     benchmark:
         f"{R}/cells/{{cell}}/eval.benchmark.tsv"
     log:
@@ -28,7 +29,8 @@ rule evaluate:
         CONDA_ENV
     shell:
         # --tasks takes the names as one quoted word (whitespace-separated): the profile's strings
-        # never reach the shell unquoted, and the params (hence the rerun policy) stay as they were.
+        # never reach the shell unquoted, and the params (hence the rerun policy) stay as they were;
+        # params.source is "--source <path, shell-quoted>" or empty (common.smk).
         "OMP_NUM_THREADS={threads} python -m mhc_bench.cli eval --cell \"$(dirname {output:q})\" "
         "--tasks {params.tasks:q} {params.limit} --batch-size {params.batch_size} "
-        "--max-items {params.max_items} > {log:q} 2>&1"
+        "--max-items {params.max_items} {params.source} > {log:q} 2>&1"
