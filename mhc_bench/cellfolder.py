@@ -407,7 +407,7 @@ def weights_problem(cell_dir: Path, metrics: Metrics) -> str | None:
 
 def read_config(cell_dir: Path) -> Any:
     """The trained (resolved) config, else the one the workflow asked for, as ``CellConfig``."""
-    from mhc_bench.train.config import ConfigError, load_cell_config
+    from mhc_bench.cellconfig import ConfigError, load_cell_config
 
     for name in (CONFIG, CELL_YAML):
         path = Path(cell_dir) / name
@@ -417,38 +417,3 @@ def read_config(cell_dir: Path) -> Any:
             except ConfigError as err:
                 raise CellFileError(f"{err.one_line()}; delete it and rerun to regenerate it") from None
     return None
-
-
-def load_trained_model(cell_dir: Path, map_location: str = "cpu") -> tuple[Any, Any]:
-    """The one loader of a trained cell: ``(GPT in eval mode, resolved CellConfig)``.
-
-    ``kernels`` is switched to ``auto``: scoring and probing need the same maths, not the
-    training path (Triton or compiled).
-    """
-    import torch
-
-    from mhc_bench.model import GPT
-
-    cell_dir = Path(cell_dir)
-    metrics = require_finished(cell_dir)
-    cfg = read_config(cell_dir)
-    model_cfg = cfg.model.to_model_config()
-    model_cfg.kernels = "auto"
-    model = GPT(model_cfg)
-    path = weights_file(cell_dir)
-    assert path is not None  # require_finished checked it
-    problem = weights_problem(cell_dir, metrics)
-    if problem is not None:
-        raise CellFileError(f"{problem}; regenerate it (`mhc-bench cell {cell_dir.name} --keep-weights`)")
-    try:
-        if path.name == MODEL:
-            from safetensors.torch import load_file
-
-            state = load_file(path, device=map_location)
-        else:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise CellFileError(f"{path} cannot be loaded ({type(err).__name__}); regenerate it "
-                            f"(`mhc-bench cell {cell_dir.name} --keep-weights`)") from None
-    model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in state.items()})
-    return model.eval(), cfg

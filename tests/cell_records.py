@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from mhc_bench import cellfolder as cf
+from mhc_bench.cellconfig import cell_id, config_hash, parse_cell_config
 from mhc_bench.definitions import PROBE_VERSION
 from mhc_bench.model import ModelConfig
-from mhc_bench.train.config import cell_id, config_hash, parse_cell_config
 
 CORPUS = Path(__file__).parent / "fixtures" / "corpus"
 

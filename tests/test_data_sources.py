@@ -406,7 +406,7 @@ def test_real_training_text_never_repeats_an_evaluation_item() -> None:
 # --- training on a local corpus -----------------------------------------------------------------
 
 def test_toy_cell_trains_on_parquet_and_reports_epochs(web: dict[str, Path], tmp_path: Path) -> None:
-    from mhc_bench.train.config import parse_cell_config
+    from mhc_bench.cellconfig import parse_cell_config
     from mhc_bench.train.runner import train_cell
 
     data = rows_cfg(web, train_tokens=3_000, val_tokens=300, max_epochs=1).model_dump()

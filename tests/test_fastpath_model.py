@@ -16,8 +16,8 @@ import torch
 from test_train import tiny
 
 from mhc_bench.bench import compile_cache, steps
+from mhc_bench.cellconfig import parse_cell_config
 from mhc_bench.model import GPT, ModelConfig
-from mhc_bench.train.config import parse_cell_config
 from mhc_bench.train.runner import train_cell
 
 TINY = dict(vocab_size=50, n_layer=2, d_model=16, n_head=2, seq_len=12)

@@ -82,7 +82,7 @@ def test_a_half_built_store_without_runs_is_rebuilt_silently(tmp_path: Path) -> 
 
 def _store_with_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[Path]]:
     """Two finished toy cells in results/p/cells of ``tmp_path`` (the working directory)."""
-    from mhc_bench.train.config import parse_cell_config
+    from mhc_bench.cellconfig import parse_cell_config
     from mhc_bench.train.runner import train_cell
 
     monkeypatch.chdir(tmp_path)
@@ -92,7 +92,7 @@ def _store_with_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[P
         raw["tracking"] = {"tracking_uri": "sqlite:///results/p/mlflow.db", "experiment": "p"}
         raw["profile"] = "p"
         cfg = parse_cell_config(raw)
-        from mhc_bench.train.config import cell_id
+        from mhc_bench.cellconfig import cell_id
 
         out = tmp_path / "results" / "p" / "cells" / cell_id(cfg)
         train_cell(cfg, out)

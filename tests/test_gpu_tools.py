@@ -106,8 +106,8 @@ def test_make_gpu_check_runs_the_command() -> None:
 
 def test_gpu_check_plan(tmp_path: Path) -> None:
     """The steps gpu-check would run on an sm_90 machine, and the short cell's config."""
+    from mhc_bench.cellconfig import load_cell_config
     from mhc_bench.gpu import check
-    from mhc_bench.train.config import load_cell_config
 
     plan = check.steps(tmp_path, {"cc": 90})
     names = [name for name, _, _ in plan]

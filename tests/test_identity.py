@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mhc_bench.train.config import cell_id, identity, parse_cell_config, setting_hash
+from mhc_bench.cellconfig import cell_id, identity, parse_cell_config, setting_hash
 
 BASE: dict[str, Any] = {
     "model": {"mixing": {"kind": "mhc"}, "n_streams": 4, "d_model": 32, "n_layer": 2, "n_head": 2},

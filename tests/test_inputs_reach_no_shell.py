@@ -63,7 +63,7 @@ def test_numbers_as_strings_are_converted_and_anything_else_refused() -> None:
     """Defect 9: `lr: "3e-3"` trained silently. YAML 1.1 (PyYAML) reads an unquoted 3e-3 as a
     string, so numeric strings are converted, explicitly and to the same cell id; other strings
     are refused with the key named."""
-    from mhc_bench.train.config import ConfigError, cell_id, parse_cell_config
+    from mhc_bench.cellconfig import ConfigError, cell_id, parse_cell_config
 
     assert yaml.safe_load("lr: 3e-3") == {"lr": "3e-3"}  # why conversion is the friendly choice
     raw = {"model": {"variant": "mhc", "n_streams": 3}, "data": {"corpus": str(CORPUS), "tokenizer": "char"}}

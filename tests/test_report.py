@@ -71,7 +71,7 @@ N_GROUPS = 7
 
 def cell_ids() -> dict[str, str]:
     """name -> cell id (ids are the trainer's: readable part + config hash)."""
-    from mhc_bench.train.config import cell_id
+    from mhc_bench.cellconfig import cell_id
 
     return {name: cell_id(cell_config(v, n, seed, maps)) for name, (v, n, seed, maps, _, _) in CELLS.items()}
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from mhc_bench.train.config import cell_id, parse_cell_config
+from mhc_bench.cellconfig import cell_id, parse_cell_config
 from mhc_bench.train.runner import train_cell
 
 CORPUS = Path(__file__).parent / "fixtures" / "corpus"

@@ -17,11 +17,12 @@ import yaml
 
 from mhc_bench import cellfolder as cf
 from mhc_bench import cli
-from mhc_bench.train.config import ConfigError, cell_id, config_hash, parse_cell_config
+from mhc_bench.cellconfig import ConfigError, cell_id, config_hash, parse_cell_config
 from mhc_bench.train.data import eval_batches
 from mhc_bench.train.module import uses_weight_decay
 from mhc_bench.train.runner import train_cell
 from mhc_bench.train.schedule import lr_multiplier
+from mhc_bench.trained import load_trained_model
 
 CORPUS = Path(__file__).parent / "fixtures" / "corpus"
 
@@ -112,7 +113,7 @@ def test_cell_trains_writes_outputs_and_tracks_in_mlflow(
     # config.yaml is the resolved config: vocab from the data, same cell id and hash
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["model"]["vocab_size"] == 257 and resolved["resolved"]["cell_id"] == cid
-    model, loaded_cfg = cf.load_trained_model(out)
+    model, loaded_cfg = load_trained_model(out)
     assert cell_id(loaded_cfg) == cid and config_hash(loaded_cfg) == metrics["config_hash"]
     from mhc_bench.data import prepare_data
 

@@ -21,6 +21,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from mhc_bench import cellfolder as cf
 from mhc_bench.evaluation.runner import DEFAULT_BATCH_SIZE
 from mhc_bench.model import GPT
+from mhc_bench.trained import load_trained_model
 
 DEFAULT_MAX_GEN_TOKS = 256
 AUTO_MAX_BATCH = 64  # batch_size=auto tries this first, halving on out-of-memory
@@ -44,7 +45,7 @@ class MhcLM(TemplateLM):
         if cell is not None:
             from mhc_bench.data.tokenizer import load_tokenizer
 
-            model, _ = cf.load_trained_model(Path(cell))
+            model, _ = load_trained_model(Path(cell))
             tokenizer = load_tokenizer(Path(cell) / cf.TOKENIZER)
         if model is None or tokenizer is None:
             raise ValueError("MhcLM needs either cell=<dir> or both model and tokenizer")

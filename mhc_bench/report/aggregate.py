@@ -10,7 +10,7 @@ the variant's other knobs that differ from their defaults (``sinkhorn_iters=5``)
 columns are the fields of :class:`mhc_bench.cellfolder.Metrics`.
 
 Groups are *settings*: a cell's identity without its seed (``setting``, a hash:
-:func:`mhc_bench.train.config.setting_hash`), never a hand-picked subset of columns, so two
+:func:`mhc_bench.cellconfig.setting_hash`), never a hand-picked subset of columns, so two
 cells that differ in anything but the seed never average; two cells of one setting with the
 same seed fail the report (:func:`check_settings`).
 """
@@ -106,7 +106,7 @@ def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
         row.update(cell_id=cell.cell_id, name=None, variant=metrics.get("variant"), scale="?", maps="?",
                    n=_num(metrics.get("n_streams")), seed=_num(metrics.get("seed")))
         return row, []
-    from mhc_bench.train.config import setting_hash
+    from mhc_bench.cellconfig import setting_hash
 
     model, train = cfg.model, cfg.train
     spec = variants.get(model.variant)

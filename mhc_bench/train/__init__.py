@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mhc_bench.train.config import CellConfig, ConfigError, cell_id, config_hash, load_cell_config
+    from mhc_bench.cellconfig import CellConfig, ConfigError, cell_id, config_hash, load_cell_config
     from mhc_bench.train.runner import train_cell
 
 __all__ = ["CellConfig", "ConfigError", "cell_id", "config_hash", "load_cell_config", "train_cell"]

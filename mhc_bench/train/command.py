@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mhc_bench.train.config import cell_id, load_cell_config, parse_cell_config
+    from mhc_bench.cellconfig import cell_id, load_cell_config, parse_cell_config
 
     cfg = load_cell_config(args.config)
     data = cfg.model_dump(mode="json")

@@ -18,9 +18,9 @@ import torch
 
 from mhc_bench import cellfolder as cf
 from mhc_bench import tracking
+from mhc_bench.cellconfig import CellConfig
 from mhc_bench.data.epochs import epochs
 from mhc_bench.train import mirror
-from mhc_bench.train.config import CellConfig
 from mhc_bench.train.data import TokenDataModule, eval_batches
 from mhc_bench.train.module import GPTModule, perplexity
 from mhc_bench.train.monitor import TrainingMonitor, peak_memory_mb, probe_gains
@@ -47,7 +47,7 @@ def evaluate_loss(model: Any, batches: list, precision: str) -> float:
 def execution_settings(cfg: CellConfig, kernels: str) -> dict[str, Any]:
     """The settings outside the cell's identity (how it ran: ``kernels`` as run, which a numerical
     replicate switches to the reference), with the threads torch used."""
-    from mhc_bench.train.config import EXECUTION_MODEL, EXECUTION_TRAIN
+    from mhc_bench.cellconfig import EXECUTION_MODEL, EXECUTION_TRAIN
 
     out: dict[str, Any] = {k: getattr(cfg.model, k) for k in EXECUTION_MODEL}
     out["kernels"] = kernels

@@ -12,8 +12,8 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric
 
+from mhc_bench.cellconfig import TrainSection
 from mhc_bench.model import GPT, ModelConfig
-from mhc_bench.train.config import TrainSection
 from mhc_bench.train.data import Batch
 from mhc_bench.train.schedule import lr_multiplier
 from mhc_bench.variants import Variant

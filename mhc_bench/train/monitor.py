@@ -24,9 +24,9 @@ from typing import Any
 import lightning as L
 import torch
 
+from mhc_bench.cellconfig import TrainSection
 from mhc_bench.definitions import PROBE_LISTS, PROBE_SCALARS
 from mhc_bench.probes import grad_norms, probe_model
-from mhc_bench.train.config import TrainSection
 from mhc_bench.train.mirror import entry_metrics, val_metrics
 from mhc_bench.train.stability import SpikeDetector, ceiling_reason, divergence_reason
 

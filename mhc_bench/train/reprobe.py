@@ -18,6 +18,7 @@ from typing import Any
 
 from mhc_bench import cellfolder as cf
 from mhc_bench import tracking
+from mhc_bench.trained import load_trained_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def reprobe_cell(cell_dir: Path) -> cf.Metrics:
     from mhc_bench.train.data import probe_batch
     from mhc_bench.train.plots import plot_gains_per_layer
 
-    model, cfg = cf.load_trained_model(cell_dir)
+    model, cfg = load_trained_model(cell_dir)
     metrics = cf.require_finished(cell_dir)
     prepared = prepare_data(cfg.data)
     idx = probe_batch(prepared.val_bin, cfg.model.seq_len, cfg.train.batch_size, cfg.train.val_batches)

@@ -27,10 +27,7 @@ from typing import Any
 
 from mhc_bench import cellfolder as cf
 from mhc_bench import tracking
-from mhc_bench.errors import UserError
-from mhc_bench.heap import keep_freed_memory
-from mhc_bench.paths import PROJECT_ROOT, configure_environment
-from mhc_bench.train.config import (
+from mhc_bench.cellconfig import (
     CellConfig,
     ConfigError,
     TrainSection,
@@ -38,6 +35,9 @@ from mhc_bench.train.config import (
     config_hash,
     parse_cell_config,
 )
+from mhc_bench.errors import UserError
+from mhc_bench.heap import keep_freed_memory
+from mhc_bench.paths import PROJECT_ROOT, configure_environment
 
 
 def default_cell_dir(cfg: CellConfig) -> Path:
@@ -109,7 +109,7 @@ def ensure_run(cfg: CellConfig, cell_dir: Path, cid: str, chash: str) -> trackin
     if existing is not None and existing.tracking_uri == uri and tracking.run_status(existing) is not None:
         tracking.reopen_run(existing)
         return existing
-    from mhc_bench.train.config import flatten
+    from mhc_bench.cellconfig import flatten
 
     replaced = tracking.replace_runs_named(uri, cfg.tracking.experiment, cid, cell_dir)
     if replaced:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from mhc_bench.train.config import TrainSection
+from mhc_bench.cellconfig import TrainSection
 
 
 def lr_multiplier(train: TrainSection) -> Callable[[int], float]:

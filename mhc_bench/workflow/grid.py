@@ -11,7 +11,7 @@ by several blocks serves all of their experiments.
 
 Why not ``snakemake.utils.Paramspace`` patterns: the cell id is the one the trainer derives
 from the resolved config (readable part + config hash, see
-``mhc_bench.train.config.cell_id``), so the Snakefile maps ids to configs with a lookup
+``mhc_bench.cellconfig.cell_id``), so the Snakefile maps ids to configs with a lookup
 table and constrains the ``{cell}`` wildcard to the known ids. The grid itself is still a
 categorical/integer DataFrame, as Paramspace wants.
 """
@@ -197,7 +197,7 @@ def cell_config(config: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
 
 def cell_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``cell_id -> resolved cell config`` for every row of the grid (ids from the trainer)."""
-    from mhc_bench.train.config import CellConfig, cell_id
+    from mhc_bench.cellconfig import CellConfig, cell_id
 
     cells: dict[str, dict[str, Any]] = {}
     for row in expand_grid(config).to_dict("records"):
@@ -227,7 +227,9 @@ def profile_cells(name_or_path: str | Path) -> dict[str, dict[str, Any]]:
 
 def final_file(config: dict[str, Any], cell: dict[str, Any]) -> str:
     """The file that marks a cell done: eval.json when it is evaluated, else metrics.json."""
-    return "eval.json" if config["eval"]["enabled"] and cell["grid"]["evaluate"] else "metrics.json"
+    from mhc_bench import cellfolder as cf
+
+    return cf.EVAL if config["eval"]["enabled"] and cell["grid"]["evaluate"] else cf.METRICS
 
 
 def write_cell_yaml(cell: dict[str, Any], path: Path) -> None:

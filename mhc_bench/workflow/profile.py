@@ -37,9 +37,9 @@ from pydantic import (
 )
 
 from mhc_bench import variants
+from mhc_bench.cellconfig import ModelSection, TrainSection, format_validation_error
 from mhc_bench.data import DataConfig
 from mhc_bench.paths import PROJECT_ROOT
-from mhc_bench.train.config import ModelSection, TrainSection, format_validation_error
 
 SCHEMA_FILE = PROJECT_ROOT / "workflows" / "schemas" / "profile.schema.json"
 MAP_NAMES = ("res", "pre", "post")

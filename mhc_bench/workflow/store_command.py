@@ -66,8 +66,8 @@ def rebuild_store(db: Path, cells_root: Path, experiment: str) -> tuple[int, Pat
     to the working directory); returns (runs rebuilt, where the old store was kept)."""
     from mhc_bench import cellfolder as cf
     from mhc_bench import mlstore, tracking
+    from mhc_bench.cellconfig import flatten
     from mhc_bench.train import mirror
-    from mhc_bench.train.config import flatten
 
     building = db.with_name(f".{db.name}.rebuilding")
     mlstore.forget_engines(building)

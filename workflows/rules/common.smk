@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the project is importable even when not pip-installed
+from mhc_bench import cellfolder as CF
 from mhc_bench.workflow import grid as G
 
 
@@ -101,7 +102,7 @@ def chain_priority(cell):
     """Longest chains first: a cell that is trained and then evaluated starts before the short
     unevaluated ones, which then fill the cores at the end (one long evaluation alone left a
     core idle)."""
-    return 1 if G.final_file(config, CELLS[cell]) == "eval.json" else 0
+    return 1 if G.final_file(config, CELLS[cell]) == CF.EVAL else 0
 
 
 def cell_targets():

@@ -5,10 +5,10 @@ rule evaluate:
     input:
         # ancient(): evaluated once its cell has trained (missing metrics.json), never because of
         # file times; after a forced retrain (-R train), force the evaluation too (-R evaluate).
-        metrics=ancient(f"{R}/cells/{{cell}}/metrics.json"),
+        metrics=ancient(f"{R}/cells/{{cell}}/{CF.METRICS}"),
         tasks=ancient(f"{R}/tasks.json"),
     output:
-        f"{R}/cells/{{cell}}/eval.json",
+        f"{R}/cells/{{cell}}/{CF.EVAL}",
     params:
         tasks=" ".join(EVAL["tasks"]),
         limit=f"--limit {EVAL['limit']}" if EVAL["limit"] else "",

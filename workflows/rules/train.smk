@@ -9,7 +9,7 @@ localrules:
 
 rule cell_config:
     output:
-        f"{R}/cells/{{cell}}/cell.yaml",
+        f"{R}/cells/{{cell}}/{CF.CELL_YAML}",
     params:
         cell=lambda w: CELLS[w.cell],
     log:
@@ -24,11 +24,11 @@ rule train:
         # ancient(): file times never retrain a finished cell. A cell's config is fixed by its id
         # (the id ends in the config's hash), so a newer cell.yaml (a fresh clone's checkout order)
         # is the same config; re-preparing shared data or the store must not retrain either.
-        cfg=ancient(f"{R}/cells/{{cell}}/cell.yaml"),
+        cfg=ancient(f"{R}/cells/{{cell}}/{CF.CELL_YAML}"),
         data=lambda w: ancient(f"{R}/data/{cell_data(w.cell)}.json"),
         tracking=ancient(f"{R}/mlflow.ready"),
     output:
-        f"{R}/cells/{{cell}}/metrics.json",
+        f"{R}/cells/{{cell}}/{CF.METRICS}",
     benchmark:
         f"{R}/cells/{{cell}}/train.benchmark.tsv"
     log:
