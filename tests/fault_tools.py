@@ -37,7 +37,7 @@ def cell_config(store: Path, **train: Any) -> dict[str, Any]:
     settings = dict(steps=40, batch_size=4, lr=3e-3, warmup_steps=2, probe_every=2, val_every=20,
                     val_batches=2, ckpt_every=10, num_threads=1, seed=1)
     settings.update(train)
-    return {"model": dict(d_model=32, n_layer=1, n_head=2, seq_len=32, variant="mhc", n_streams=2),
+    return {"model": dict(d_model=32, n_layer=1, n_head=2, seq_len=32, mixing="mhc", n_streams=2),
             "data": {"corpus": str(CORPUS), "tokenizer": "char"}, "train": settings,
             "tracking": {"tracking_uri": f"sqlite:///{store / 'mlflow.db'}"}}
 

@@ -191,7 +191,7 @@ def test_diverged_cell_is_recorded_not_scored(tmp_path) -> None:
     """A diverged cell can have finite weights (a gain-ceiling or spike stop): never score it."""
     cell = build_cell(tmp_path / "cell", status="diverged", stopped_step=40, stop_reason="non-finite loss")
     record = evaluate_cell(cell, ["mhcb_gsm"], limit=2, batch_size=4, log_mlflow=False)
-    assert record.status == "skipped" and "diverged at step 40 (gain ceiling)" in record.reason
+    assert record.status == "skipped" and "diverged at step 40 (non-finite loss)" in record.reason
     assert record.results == {}
     assert json.loads((cell / EVAL_FILE).read_text()) == record.model_dump()
 

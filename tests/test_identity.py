@@ -42,7 +42,7 @@ def test_execution_settings_leave_the_id_alone(change: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("change", [
-    {"mixing__sinkhorn_iters": 20}, {"mixing__init": "megatron"}, {"mixing__maps": ["res", "pre", "post"]},
+    {"mixing__sinkhorn_iters": 20}, {"mixing__init": "onehot"}, {"mixing__maps": ["res", "pre", "post"]},
     {"model__merge": "sum"}, {"train__grad_clip": 1.0}, {"model__dropout": 0.0},
 ])
 def test_a_value_written_at_its_default_is_the_same_cell(change: dict[str, Any]) -> None:
@@ -50,11 +50,19 @@ def test_a_value_written_at_its_default_is_the_same_cell(change: dict[str, Any])
 
 
 @pytest.mark.parametrize("change", [
-    {"mixing__sinkhorn_iters": 5}, {"mixing__init": "near_identity"}, {"train__lr": 1e-2},
+    {"mixing__sinkhorn_iters": 5}, {"mixing__init": "near_identity"}, {"mixing__init": "megatron"},
+    {"train__lr": 1e-2},
     {"train__seed": 2}, {"model__merge": "mean"}, {"model__d_model": 64}, {"train__devices": 2},
 ])
 def test_what_changes_the_experiment_changes_the_id(change: dict[str, Any]) -> None:
     assert _id(**change) != _id()
+
+
+def test_a_changed_default_keeps_old_ids_and_gives_new_cells_new_ones() -> None:
+    """mHC's default init moved from megatron to onehot: a config naming megatron is the cell that was
+    the default before (same id as a config of that time would get), the new default is another cell."""
+    old = _id(mixing__init="megatron")
+    assert "init" not in old and _id() != old and "-init-onehot-" in _id()
 
 
 def test_ids_name_non_default_knobs_readably() -> None:
@@ -66,7 +74,8 @@ def test_ids_name_non_default_knobs_readably() -> None:
 def test_the_identity_holds_only_non_defaults_and_the_setting_drops_the_seed() -> None:
     cfg = parse_cell_config(copy.deepcopy(BASE))
     ident = identity(cfg)
-    assert ident["model"]["mixing"] == {"kind": "mhc"}
+    # init is measured against its identity base (megatron, the default before onehot)
+    assert ident["model"]["mixing"] == {"kind": "mhc", "init": "onehot"}
     assert set(ident["train"]) == {"steps", "lr", "seed"}
     other_seed = copy.deepcopy(BASE)
     other_seed["train"]["seed"] = 9

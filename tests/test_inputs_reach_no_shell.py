@@ -66,7 +66,7 @@ def test_numbers_as_strings_are_converted_and_anything_else_refused() -> None:
     from mhc_bench.cellconfig import ConfigError, cell_id, parse_cell_config
 
     assert yaml.safe_load("lr: 3e-3") == {"lr": "3e-3"}  # why conversion is the friendly choice
-    raw = {"model": {"variant": "mhc", "n_streams": 3}, "data": {"corpus": str(CORPUS), "tokenizer": "char"}}
+    raw = {"model": {"mixing": "mhc", "n_streams": 3}, "data": {"corpus": str(CORPUS), "tokenizer": "char"}}
     as_text = parse_cell_config({**raw, "train": {"lr": "3e-3", "steps": "20"}})
     as_number = parse_cell_config({**raw, "train": {"lr": 0.003, "steps": 20}})
     assert as_text.train.lr == 0.003 and as_text.train.steps == 20 and as_text.model.n_streams == 3

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
-from types import SimpleNamespace
 
 from packaging.requirements import Requirement
 
@@ -32,10 +31,10 @@ import torch
 from mhc_bench import dispatch
 from mhc_bench.model import GPT, ModelConfig
 
-assert not dispatch.triton_available()
+assert not dispatch.triton_usable("cuda") and not dispatch.triton_usable("cpu")
 for kernels in ("auto", "fast", "torch"):
     torch.manual_seed(0)
-    model = GPT(ModelConfig(vocab_size=50, n_layer=2, d_model=16, n_head=2, seq_len=12, variant="mhc",
+    model = GPT(ModelConfig.of("mhc", vocab_size=50, n_layer=2, d_model=16, n_head=2, seq_len=12,
                             n_streams=2, kernels=kernels))
     idx = torch.randint(0, 50, (2, 12))
     logits, loss = model(idx, idx)
@@ -53,8 +52,9 @@ def test_the_cpu_paths_run_without_triton() -> None:
 
 
 def test_auto_falls_back_to_the_fast_path_on_cuda_without_triton(monkeypatch) -> None:
-    monkeypatch.setattr(dispatch, "triton_available", lambda: False)
-    assert dispatch.resolve("auto", SimpleNamespace(is_cuda=True)) is dispatch.FAST_OPS
+    monkeypatch.setattr(dispatch, "triton_usable", lambda device_type: False)
+    assert dispatch.pick("auto", "cuda", dispatch.PATHS) == "fast"
+    assert dispatch.stream_ops("auto", "cuda") is dispatch.FAST_OPS
 
 
 def test_triton_is_required_on_linux_only() -> None:

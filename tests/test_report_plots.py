@@ -62,24 +62,26 @@ def test_every_figure_has_a_title_caption_and_alt_text() -> None:
         assert name not in text.alt  # alt text describes the figure, not its file name
 
 
-def test_known_variants_keep_their_style_and_new_ones_get_a_stable_one() -> None:
-    known = {v: plots.variant_style(v) for v in ("baseline", "hc", "mhc")}
-    assert len({s["color"] for s in known.values()}) == 3 and len({s["marker"] for s in known.values()}) == 3
-    for name in ("mhc_lite", "rowstoch", "my_plugin"):
+def test_registered_variants_keep_their_style_and_unknown_ones_get_a_stable_one() -> None:
+    from mhc_bench import variants
+
+    known = {v: plots.variant_style(v) for v in variants.names()}
+    assert len({s["color"] for s in known.values()}) == len(known)
+    assert len({s["marker"] for s in known.values()}) == len(known)
+    assert known["mhc_lite"]["label"] == variants.get("mhc_lite").label == "mHC-lite"
+    for name in ("my_plugin", "another_one"):
         style = plots.variant_style(name)
         assert style == plots.variant_style(name) and set(style) == {"color", "marker", "label"}
         assert style["label"] == name and style["color"] not in {s["color"] for s in known.values()}
-    assert plots.variant_style("mhc_lite") != plots.variant_style("rowstoch")
+    assert plots.variant_style("my_plugin") != plots.variant_style("another_one")
 
 
-def test_no_variant_name_is_hard_coded_outside_variant_style() -> None:
-    """Plotting asks :func:`variant_style` (later: the variant registry), never names a variant."""
+def test_no_variant_name_is_hard_coded_in_plotting() -> None:
+    """Plotting asks :func:`variant_style`, which asks the variant registry: it never names a variant."""
+    from mhc_bench import variants
+
     tree = ast.parse((PROJECT_ROOT / "mhc_bench" / "report" / "plots.py").read_text())
-    styles = next(n for n in tree.body if isinstance(n, ast.AnnAssign | ast.Assign)
-                  and "_KNOWN_STYLES" in ast.unparse(n.targets[0] if isinstance(n, ast.Assign) else n.target))
-    allowed = {id(n) for n in ast.walk(styles)}
-    named = [n.value for n in ast.walk(tree)
-             if isinstance(n, ast.Constant) and n.value in ("baseline", "hc", "mhc") and id(n) not in allowed]
+    named = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in variants.names()]
     assert named == []
 
 

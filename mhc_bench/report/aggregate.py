@@ -110,7 +110,7 @@ def _grid(cell: Cell) -> tuple[dict[str, Any], list[Problem]]:
 
     model, train = cfg.model, cfg.train
     spec = variants.get(model.variant)
-    knobs = {k: v for k, v in model.mixing.non_default().items() if k != "maps"}
+    knobs = {k: v for k, v in model.mixing.changed().items() if k != "maps"}
     row = {
         "cell_id": cell.cell_id,
         "name": cfg.name,

@@ -33,6 +33,7 @@ from scipy import stats as sps
 
 from mhc_bench.report.aggregate import by_seed_and_rerun, sorted_groups
 from mhc_bench.report.compare import baseline_rows, completed, is_reference
+from mhc_bench.report.stats import Interval
 
 POWER = 0.8
 ALPHA = 0.05
@@ -130,7 +131,7 @@ def seeds_needed(sd: float, effect: float) -> int | None:
 
 
 @dataclass(frozen=True)
-class Gap:
+class Gap(Interval):
     """A group's mean paired gap with the pooled-noise interval and its power."""
 
     mean: float
@@ -139,14 +140,6 @@ class Gap:
     mde: float
     noise: Noise
     sd: float  # the per-seed noise of this quantity (a contrast of two groups carries sqrt(2) x)
-
-    @property
-    def low(self) -> float:
-        return self.mean - (self.half or 0.0)
-
-    @property
-    def high(self) -> float:
-        return self.mean + (self.half or 0.0)
 
     def text(self, digits: int = 4) -> str:
         if not self.seeds:

@@ -29,6 +29,17 @@ from mhc_bench.report.verdicts import (
 )
 
 
+def _variant_cells(ev: Evidence, variant: str, maps: str, experiment: str) -> pd.DataFrame | Outcome:
+    """The trained cells of ``variant`` with ``maps`` in ``experiment``, or the outcome saying why none."""
+    cells = trained_cells(ev, experiment=experiment)
+    if cells.empty:
+        return no_experiment(ev, experiment)
+    rows = cells[(cells["variant"] == variant) & (cells["maps"] == maps)]
+    if rows.empty:
+        return Outcome(INCONCLUSIVE, "—", f"{experiment} experiment has no {variant} cells with maps {maps}")
+    return rows
+
+
 def _degenerate(rows: pd.DataFrame, threshold: float, label: str) -> str | None:
     """The reason a group cannot test an n-stream claim, or None."""
     gone, spread = collapsed(rows, threshold)
@@ -43,12 +54,9 @@ def loss_gap_negative(ev: Evidence, variant: str, maps: str, paper_effect: float
                       experiment: str = "main", reference: str | None = None) -> Outcome:
     """C5: ``variant``'s loss minus the baseline's (or ``reference``'s) on ``experiment``'s cells, judged
     against the paper's effect with pooled seed + numerical noise."""
-    cells = trained_cells(ev, experiment=experiment)
-    if cells.empty:
-        return no_experiment(ev, experiment)
-    rows = cells[(cells["variant"] == variant) & (cells["maps"] == maps)]
-    if rows.empty:
-        return Outcome(INCONCLUSIVE, "—", f"{experiment} experiment has no {variant} cells with maps {maps}")
+    rows = _variant_cells(ev, variant, maps, experiment)
+    if isinstance(rows, Outcome):
+        return rows
     everyone = trained_cells(ev)
     parts, verdicts, reasons, used = [], [], [], [rows]
     for key, group in sorted_groups(rows):
@@ -142,12 +150,9 @@ def gap_improves_with_n(ev: Evidence, variant: str, maps: str, paper_effect: flo
                         experiment: str = "n_sweep") -> Outcome:
     """C7 on the n sweep: the gap at the largest n minus the gap at the smallest (the paper's
     -0.022 - (-0.009)), judged with the noise model; a collapsed n > 1 setting is degenerate."""
-    cells = trained_cells(ev, experiment=experiment)
-    if cells.empty:
-        return no_experiment(ev, experiment)
-    rows = cells[(cells["variant"] == variant) & (cells["maps"] == maps)]
-    if rows.empty:
-        return Outcome(INCONCLUSIVE, "—", f"{experiment} experiment has no {variant} cells with maps {maps}")
+    rows = _variant_cells(ev, variant, maps, experiment)
+    if isinstance(rows, Outcome):
+        return rows
     everyone = trained_cells(ev)
     verdicts, parts, reasons = [], [], []
     for (scale, lr, _clip, _mix), setting in rows.groupby(["scale", "lr", "grad_clip", "mix_weight"],

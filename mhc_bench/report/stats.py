@@ -33,13 +33,11 @@ def finite(values: Iterable[float | None]) -> list[float]:
     return out
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A mean over seeds with the half width of its 95 % CI (None with fewer than 2 values)."""
+class Interval:
+    """A mean with the half width of its 95 % CI (``half`` None: no CI); ``low`` / ``high`` its ends."""
 
     mean: float
     half: float | None
-    n: int
 
     @property
     def low(self) -> float:
@@ -48,6 +46,15 @@ class Estimate:
     @property
     def high(self) -> float:
         return self.mean + (self.half or 0.0)
+
+
+@dataclass(frozen=True)
+class Estimate(Interval):
+    """A mean over seeds with the half width of its 95 % CI (None with fewer than 2 values)."""
+
+    mean: float
+    half: float | None
+    n: int
 
     def excludes_zero(self) -> bool:
         return self.half is not None and (self.high < 0 or self.low > 0)

@@ -60,8 +60,17 @@ class Knobs(BaseModel):
     def non_default(self) -> dict[str, Any]:
         """Knobs that differ from their identity base (the default, or ``identity_base``), as JSON
         values: what a cell's identity hashes and its id names."""
+        return self._differing({**self._defaults(), **self.identity_base})
+
+    def changed(self) -> dict[str, Any]:
+        """Knobs that differ from their current defaults (what a report label shows)."""
+        return self._differing(self._defaults())
+
+    def _defaults(self) -> dict[str, Any]:
+        return type(self).model_construct().model_dump(mode="json")
+
+    def _differing(self, base: dict[str, Any]) -> dict[str, Any]:
         values = self.model_dump(mode="json")
-        base = {**type(self).model_construct().model_dump(mode="json"), **self.identity_base}
         return {k: v for k, v in values.items() if k != "kind" and v != base.get(k)}
 
 
