@@ -377,6 +377,12 @@ def test_downstream_rule_prefers_the_downstream_experiment() -> None:
     assert out.verdict == "not reproduced" and "opposite side of 0" in out.reason
 
 
+def test_downstream_rule_ignores_tasks_only_below_chance() -> None:
+    """Below chance beyond CI is a bias of the scoring (e.g. option length), not an ability: no signal."""
+    out = judge("downstream_beats", scores("downstream", 0.1, 0.10, 0.12, 0.14), **C8)
+    assert out.verdict == "inconclusive" and "no task left chance" in out.reason
+
+
 def test_downstream_rule_falls_back_to_main_and_says_so() -> None:
     out = judge("downstream_beats", scores("main", 0.0, 0.25, 0.25, 0.25), **C8)
     assert out.verdict == "inconclusive"

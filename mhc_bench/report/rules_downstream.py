@@ -1,12 +1,14 @@
 """C8 (mHC beats the baseline and mostly beats HC downstream), with chance levels and power.
 
 Judged on the downstream experiment (task-format text mixed into training, held-out items),
-else on the main experiment's scores, said so. A task where every compared group is within
-chance +- CI (or indistinguishable from 0 where no chance level exists) has no signal and is
-skipped. On every task with signal the accuracy gap to the baseline is judged like a loss gap
-(:mod:`mhc_bench.report.noise`: paired by seed, pooled seed + numerical noise, the minimum
-detectable effect against the paper's smallest gain over the baseline, ``paper_effect``), and
-the gap to the rival (HC) must not be negative beyond its CI on most tasks.
+else on the main experiment's scores, said so. A task has signal only where some compared group
+left chance upwards beyond its CI (above chance, or above 0 where no chance level exists: the
+report's own "left chance"); a task where every group is at chance, or below it (a format bias of
+the scoring, not an ability), is skipped. On every task with signal the accuracy gap to the
+baseline is judged like a loss gap (:mod:`mhc_bench.report.noise`: paired by seed, pooled seed +
+numerical noise, the minimum detectable effect against the paper's smallest gain over the
+baseline, ``paper_effect``), and the gap to the rival (HC) must not be negative beyond its CI on
+most tasks.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd
 from mhc_bench.report import noise
 from mhc_bench.report.aggregate import COMPARE_KEY, by_seed, eval_tasks, sorted_groups
 from mhc_bench.report.compare import baseline_rows, describe_scope, in_experiment, select, trained
-from mhc_bench.report.downstream import downstream_cells, left_chance_sentence
+from mhc_bench.report.downstream import ABOVE, ABOVE_ZERO, classify, downstream_cells, left_chance_sentence
 from mhc_bench.report.stats import difference, estimate, fmt_num, no_signal
 from mhc_bench.report.verdicts import (
     INCONCLUSIVE,
@@ -29,6 +31,8 @@ from mhc_bench.report.verdicts import (
     combine,
     rule,
 )
+
+LEFT_CHANCE = (ABOVE, ABOVE_ZERO)
 
 
 def _chance(sides: dict[str, pd.DataFrame], col: str) -> float:
@@ -73,8 +77,9 @@ def downstream_beats(ev: Evidence, variant: str, baseline: str, rival: str, maps
             parts.append(f"{label}: " + ", ".join(f"{v} {fmt_num(e.mean)}" for v, e in present.items()))
             chance = _chance(sides, col)
             stderr = {v: estimate(sides[v][f"{col}.stderr"]).mean for v in present}
-            if all(no_signal(e, chance, None if math.isnan(stderr[v]) else stderr[v], chance_tol)
-                   for v, e in present.items()):
+            if not any(classify(e, chance, stderr[v]) in LEFT_CHANCE and not no_signal(
+                    e, chance, None if math.isnan(stderr[v]) else stderr[v], chance_tol)
+                       for v, e in present.items()):
                 silent.append(label)
                 continue
             pooled = noise.pooled_noise(cells, key.scale, column=col)
