@@ -450,3 +450,24 @@ def test_stale_probe_results_are_listed_and_left_out(tmp_path: Path) -> None:
     summary = pd.read_csv(out["summary_csv"]).set_index("cell_id")
     assert math.isnan(summary.loc[IDS["mhc0"], "max_composite_fwd"])
     assert summary.loc[IDS["mhc1"], "max_composite_fwd"] == 1.35
+
+
+def test_numerical_replicate_is_not_missing_its_eval(tmp_path: Path) -> None:
+    """A replicate (train.rerun) serves main's loss noise only: no 'trained but not evaluated' row,
+    while the same cell without rerun is flagged."""
+    from mhc_bench.report.cells import read_cell
+
+    flagged = {}
+    for rerun in (0, 1):
+        cfg = cell_config("mhc", 4, 0, experiments=["main"])
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"rerun": rerun})})
+        folder = write_cell(tmp_path / f"r{rerun}", cfg, metrics_record(cfg))
+        flagged[rerun] = [p.kind for p in read_cell(folder).problems]
+    assert flagged[0] == [f"no {cf.EVAL}"]
+    assert flagged[1] == []
+
+
+def test_knobs_column_is_blank_not_nan_for_groups_without_knobs() -> None:
+    table = tables.Table("t", pd.DataFrame([{"variant": "hc", "knobs": "projection_init_std=0.02"},
+                                            {"variant": "mhc"}]))
+    assert table.frame["knobs"].tolist() == ["projection_init_std=0.02", ""]

@@ -93,9 +93,14 @@ def read_cell(folder: Path) -> Cell:
 
 
 def expects_eval(cell: Cell) -> bool:
-    """Whether the cell serves an experiment whose claim reads eval scores (unknown config: yes)."""
+    """Whether the cell serves an experiment whose claim reads eval scores (unknown config: yes).
+
+    Numerical replicates (``train.rerun``) are never expected: they measure the loss's numerical
+    noise, and a downstream score of the same weights' twin would count one seed twice."""
     if cell.config is None:
         return True
+    if cell.config.train.rerun:
+        return False
     names = list(cell.config.experiments) or ["main"]
     return any(name in SCORED_EXPERIMENTS for name in names)
 

@@ -41,6 +41,11 @@ class Table:
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # group_cols gives "knobs" only to groups that have some: the others are blank, not "nan".
+        if "knobs" in self.frame.columns:
+            self.frame["knobs"] = self.frame["knobs"].astype(object).where(self.frame["knobs"].notna(), "")
+
 
 def group_cols(key: GroupKey) -> dict[str, Any]:
     """The display columns of a group key."""
@@ -211,6 +216,13 @@ def accuracy_table(frame: pd.DataFrame) -> Table:
     return Table("Accuracy: validation loss", pd.DataFrame(out), notes)
 
 
+def _evaluable(rows: pd.DataFrame) -> int:
+    """Cells a group could have scored: numerical replicates (``rerun``) are never evaluated."""
+    if "rerun" not in rows:
+        return len(rows)
+    return int((rows["rerun"].fillna(0) == 0).sum())
+
+
 def downstream_table(frame: pd.DataFrame) -> Table:
     """Every eval task per group: mean ± CI over seeds next to chance level, and whether any task
     left chance in the experiment that judges C8."""
@@ -226,7 +238,7 @@ def downstream_table(frame: pd.DataFrame) -> Table:
                     "metric": score.metric,
                     **group_cols(key),
                     "experiments": experiments_text(rows),
-                    "evaluated": f"{score.scored} of {len(rows)}",
+                    "evaluated": f"{score.scored} of {_evaluable(rows)}",
                     "score": fmt_estimate(score.estimate),
                     "chance": "n/a" if math.isnan(score.chance) else fmt_num(score.chance),
                     "signal": score.signal,
