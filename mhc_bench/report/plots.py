@@ -184,8 +184,10 @@ FIGURES: dict[str, FigureText] = {
 
 
 def labeller(frame: pd.DataFrame) -> Callable[[GroupKey], str]:
-    """Label a group by the key parts that vary across ``frame`` (the variant always shown)."""
-    varying = [c for c in GROUP_KEY if c == "variant" or (c in frame and frame[c].astype(str).nunique() > 1)]
+    """Label a group by the key parts that vary across ``frame`` (the variant always shown; the setting
+    hash never: the readable parts, knobs included, already tell the groups apart)."""
+    varying = [c for c in GROUP_KEY if c == "variant" or (
+        c != "setting" and c in frame and frame[c].astype(str).nunique() > 1)]
     names = {"lr": "lr", "grad_clip": "clip", "mix_weight": "mix"}
 
     def label(key: GroupKey) -> str:
