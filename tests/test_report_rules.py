@@ -7,6 +7,7 @@ has these and more); the numbers are chosen so that the expected verdict follows
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -381,6 +382,21 @@ def test_downstream_rule_ignores_tasks_only_below_chance() -> None:
     """Below chance beyond CI is a bias of the scoring (e.g. option length), not an ability: no signal."""
     out = judge("downstream_beats", scores("downstream", 0.1, 0.10, 0.12, 0.14), **C8)
     assert out.verdict == "inconclusive" and "no task left chance" in out.reason
+
+
+def test_downstream_rule_without_signal_still_states_its_power() -> None:
+    """All at chance: inconclusive, with the MDE of the accuracy gap next to the paper's +0.044, so a
+    reader sees whether these seeds could have judged a gain of that size anywhere."""
+    noisy = {"baseline": (0.01, -0.01, 0.0), "hc": (0.0, 0.0, 0.0), "mhc": (0.0, 0.03, -0.02)}
+    rows = [{"variant": v, "seed": s, "experiments": "downstream", "mix_weight": 0.1,
+             "eval.qa": 0.25 + d, "eval.qa.chance": 0.25, "eval.qa.stderr": 0.02}
+            for v, ds in noisy.items() for s, d in enumerate(ds)]
+    out = judge("downstream_beats", rows, **C8)
+    assert out.verdict == "inconclusive" and "no task left chance" in out.summary
+    found = re.search(r"MDE of the accuracy gap ([0-9.]+) vs the paper's \+0\.044: underpowered", out.summary)
+    assert found, out.summary
+    # 3 seeds of paired gaps with SD ~0.02-0.03 cannot detect 0.044 (t(.975,2) + t(.8,2) = 5.4)
+    assert 0.044 < float(found.group(1)) < 0.2
 
 
 def test_downstream_rule_falls_back_to_main_and_says_so() -> None:

@@ -40,6 +40,19 @@ def _chance(sides: dict[str, pd.DataFrame], col: str) -> float:
     return next((float(c) for c in values if not pd.isna(c)), math.nan)
 
 
+def _silent_power(mdes: list[float], paper_effect: float) -> str:
+    """``MDE 0.08-0.21 of the accuracy gap vs the paper's +0.044`` over the multiple-choice tasks
+    without signal: whether these seeds could have judged a gain of the paper's size at all."""
+    finite = sorted(m for m in mdes if math.isfinite(m))
+    if not finite:
+        return ""
+    span = fmt_num(finite[0]) if len(finite) == 1 else f"{fmt_num(finite[0])}-{fmt_num(finite[-1])}"
+    text = f"MDE of the accuracy gap {span} vs the paper's {paper_effect:+.3f}"
+    if finite[0] > abs(paper_effect):
+        return text + ": underpowered even where a task leaves chance"
+    return text
+
+
 @rule
 def downstream_beats(ev: Evidence, variant: str, baseline: str, rival: str, maps: str, chance_tol: float,
                      paper_effect: float = 0.044) -> Outcome:
@@ -61,6 +74,7 @@ def downstream_beats(ev: Evidence, variant: str, baseline: str, rival: str, maps
     scope = describe_scope(cells, experiment) + (" (this profile runs no downstream experiment: judged on "
                                                  "main's scores)" if fell_back else "")
     verdicts, parts, reasons, silent, used = [], [], [], [], [rows]
+    mdes: list[float] = []  # of silent multiple-choice tasks: could a signal there have been judged?
     behind_rival, rival_compared = [], 0
     for key, group in sorted_groups(rows):
         same = {k: getattr(key, k) for k in COMPARE_KEY}
@@ -77,13 +91,15 @@ def downstream_beats(ev: Evidence, variant: str, baseline: str, rival: str, maps
             parts.append(f"{label}: " + ", ".join(f"{v} {fmt_num(e.mean)}" for v, e in present.items()))
             chance = _chance(sides, col)
             stderr = {v: estimate(sides[v][f"{col}.stderr"]).mean for v in present}
+            pooled = noise.pooled_noise(cells, key.scale, column=col)
+            g = noise.gap(cells, group, key, pooled, column=col, reference=others[baseline])
             if not any(classify(e, chance, stderr[v]) in LEFT_CHANCE and not no_signal(
                     e, chance, None if math.isnan(stderr[v]) else stderr[v], chance_tol)
                        for v, e in present.items()):
                 silent.append(label)
+                if not math.isnan(chance) and g.seeds:  # all-zero exact match has no noise to size
+                    mdes.append(g.mde)
                 continue
-            pooled = noise.pooled_noise(cells, key.scale, column=col)
-            g = noise.gap(cells, group, key, pooled, column=col, reference=others[baseline])
             verdict, why = noise.effect_verdict(g, paper_effect)
             verdicts.append(verdict)
             reasons.append(f"{label}: vs {baseline} {g.text(3)}; {why}")
@@ -96,10 +112,12 @@ def downstream_beats(ev: Evidence, variant: str, baseline: str, rival: str, maps
     if not parts:
         return Outcome(INCONCLUSIVE, "—", f"{scope}: no {baseline} cells next to {variant}", used_rows)
     if not verdicts:
+        power = _silent_power(mdes, paper_effect)
         return Outcome(INCONCLUSIVE, "; ".join(parts),
                        f"{scope}: no signal, no task left chance: every score is within chance ± CI, or "
-                       "indistinguishable from 0 where no chance level exists (" + ", ".join(silent) + ")",
-                       used_rows, summary="no signal: no task left chance")
+                       "indistinguishable from 0 where no chance level exists (" + ", ".join(silent) + ")"
+                       + (f"; {power}" if power else ""),
+                       used_rows, summary="no signal: no task left chance" + (f"; {power}" if power else ""))
     verdict = combine(verdicts)
     if verdict == REPRODUCED and len(behind_rival) > rival_compared / 2:
         verdict = NOT_REPRODUCED
