@@ -82,6 +82,28 @@ def test_gain_rules_leave_off_recipe_cells_to_the_stress_finding() -> None:
     assert alone.verdict == "inconclusive"
 
 
+def test_gain_rules_judge_the_method_as_published_not_a_knob_sweep() -> None:
+    """A Sinkhorn-iteration sweep's 1-iteration cells break the bound by design (X2 studies them);
+    C1, C2 and X1 are about mHC's 20 iterations and must not count them, but must say they exist."""
+    published = {"variant": "mhc", "seed": 0, "knobs": "", "max_composite_fwd": 1.1, "max_composite_bwd": 1.0,
+                 "max_single_fwd": 1.0, "max_single_bwd": 1.02}
+    one_iter = {**published, "knobs": "sinkhorn_iters=1", "max_single_bwd": 1.34, "max_composite_bwd": 2.6,
+                "experiments": "sinkhorn_iters"}
+    one_iter_stressed = {**one_iter, "lr": 1.0, "grad_clip": 0.0, "experiments": "frontier"}
+    rows = [published, one_iter, {**one_iter, "seed": 1}, one_iter_stressed]
+    c1 = judge("single_gain_within", rows, variant="mhc", low=0.9, high=1.1)
+    assert c1.verdict == "reproduced" and "in all 1 mhc cells" in c1.reason
+    assert ("3 cell(s) with knobs off the method's defaults (sinkhorn_iters=1) are not judged here"
+            in c1.reason)
+    c2 = judge("composite_gain_bounded", rows, variant="mhc", ceiling=2.0)
+    assert c2.verdict == "reproduced"
+    x1 = judge("projection_stress", rows, variant="mhc", high=1.1, ceiling=2.0)
+    assert x1.verdict == "inconclusive"  # the one stressed cell is a knob-sweep cell
+    # without the filter's column (older frames) every cell is the method's
+    assert judge("single_gain_within", [{k: v for k, v in one_iter.items() if k != "knobs"}],
+                 variant="mhc", low=0.9, high=1.1).verdict == "not reproduced"
+
+
 def test_composite_bound_rule_both_ways() -> None:
     rows = [{"variant": "mhc", "seed": 0, "max_composite_fwd": 1.4, "max_composite_bwd": 1.2,
              "min_composite_min_col": 0.9}]

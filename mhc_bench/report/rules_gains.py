@@ -27,6 +27,8 @@ from mhc_bench.report.verdicts import (
     Outcome,
     combine,
     concat,
+    default_knobs,
+    first_clause,
     missing_experiment,
     recipe_split,
     rule,
@@ -36,13 +38,20 @@ from mhc_bench.report.verdicts import (
 FORWARD_TOLERANCE = 1e-4  # a forward gain this close to 1 is "1 by construction" (float32 rounding)
 
 
-def _recipe(ev: Evidence, variant: str) -> tuple[pd.DataFrame, pd.DataFrame, float | None]:
-    return recipe_split(trained_cells(ev, variant), ev.frame)
+def _recipe(ev: Evidence, variant: str) -> tuple[pd.DataFrame, pd.DataFrame, float | None, pd.DataFrame]:
+    """``(recipe cells, off-recipe stress cells, recipe lr, cells with changed knobs)``: only cells of the
+    method as published (every knob at its default) are the recipe's or X1's."""
+    published, tuned = default_knobs(trained_cells(ev, variant))
+    return (*recipe_split(published, ev.frame), tuned)
 
 
-def _off_recipe_note(stress: pd.DataFrame) -> str:
-    return f"; {len(stress)} off-recipe cell(s) (no clipping or a higher lr) are judged apart, in X1" \
+def _off_recipe_note(stress: pd.DataFrame, tuned: pd.DataFrame) -> str:
+    note = f"; {len(stress)} off-recipe cell(s) (no clipping or a higher lr) are judged apart, in X1" \
         if len(stress) else ""
+    if len(tuned):
+        knobs = ", ".join(sorted(set(tuned["knobs"].astype(str))))
+        note += f"; {len(tuned)} cell(s) with knobs off the method's defaults ({knobs}) are not judged here"
+    return note
 
 
 def _recipe_text(lr: float | None) -> str:
@@ -53,11 +62,11 @@ def _recipe_text(lr: float | None) -> str:
 def single_gain_within(ev: Evidence, variant: str, low: float, high: float) -> Outcome:
     """C1: on the recipe's ``variant`` cells, every layer's backward (column) gain stays in ``[low, high]``.
     The forward gain is 1 by construction (rows normalised last): shown, not judged."""
-    rows, stress, lr = _recipe(ev, variant)
+    rows, stress, lr, tuned = _recipe(ev, variant)
     if rows.empty:
         why = (f"no {variant} cells trained with {_recipe_text(lr)}" if len(stress)
                else f"no cells for {variant}")
-        return Outcome(INCONCLUSIVE, "—", why + _off_recipe_note(stress))
+        return Outcome(INCONCLUSIVE, "—", why + _off_recipe_note(stress, tuned))
     scope = describe_scope(rows) + f", trained with {_recipe_text(lr)}"
     bwd, fwd = values(rows, "max_single_bwd"), values(rows, "max_single_fwd")
     if not bwd:
@@ -67,7 +76,7 @@ def single_gain_within(ev: Evidence, variant: str, low: float, high: float) -> O
                        if fwd_dev <= FORWARD_TOLERANCE else f"forward max |fwd - 1| {fmt_num(fwd_dev, 3)}")
     value = f"bwd {fmt_num(min(bwd))}-{fmt_num(max(bwd))}; {by_construction}"
     bad = rows[[not low <= g <= high for g in rows["max_single_bwd"].fillna(math.inf)]]
-    note = _off_recipe_note(stress)
+    note = _off_recipe_note(stress, tuned)
     if not bad.empty:
         return Outcome(NOT_REPRODUCED, value, f"{scope}: backward gain outside [{low}, {high}] in {len(bad)} "
                        f"of {len(rows)} cells: " + ", ".join(bad["cell_id"]) + note, rows,
@@ -81,16 +90,16 @@ def single_gain_within(ev: Evidence, variant: str, low: float, high: float) -> O
 @rule
 def composite_gain_bounded(ev: Evidence, variant: str, ceiling: float) -> Outcome:
     """C2: the paper's composite gains (suffix products) of the recipe's cells stay <= ``ceiling``."""
-    rows, stress, lr = _recipe(ev, variant)
+    rows, stress, lr, tuned = _recipe(ev, variant)
     gains = values(rows, "max_composite_fwd", "max_composite_bwd")
     if not gains:
         why = f"no {variant} cells with composite gains trained with {_recipe_text(lr)}"
-        return Outcome(INCONCLUSIVE, "—", why + _off_recipe_note(stress), rows)
+        return Outcome(INCONCLUSIVE, "—", why + _off_recipe_note(stress, tuned), rows)
     scope = describe_scope(rows) + f", trained with {_recipe_text(lr)}"
     top = max(gains)
     atten = values(rows, "min_composite_min_col")
     value = f"max {fmt_num(top)}" + (f"; min column sum {fmt_num(min(atten))}" if atten else "")
-    note = _off_recipe_note(stress)
+    note = _off_recipe_note(stress, tuned)
     if top <= ceiling:
         return Outcome(REPRODUCED, value, f"{scope}: max composite gain {fmt_num(top)} <= {ceiling} in all "
                        f"{len(rows)} cells{note}", rows,
@@ -109,7 +118,7 @@ def projection_stress(ev: Evidence, variant: str, high: float, ceiling: float) -
     rate the cells (seeds and numerical replicates) whose backward gain exceeds ``high`` or composite
     gain ``ceiling``, the H_res logit span, the column error after the last iteration and the Sinkhorn
     iterations that would converge it."""
-    _, stress, lr = _recipe(ev, variant)
+    _, stress, lr, _ = _recipe(ev, variant)
     if stress.empty:
         return Outcome(INCONCLUSIVE, "—", f"this profile trains no {variant} cell off the recipe")
     scope = describe_scope(stress) + " off the recipe (no gradient clipping or lr above the recipe's)"
@@ -275,7 +284,16 @@ def composite_gain_grows(
     verdict, value, reason, main_rows = _exceeds_on_main(ev, variant, reference, factor, min_abs, main)
     d_verdicts, d_values, d_reasons, d_rows = _growth_with_depth(ev, variant, reference, target, depth)
     parts = [v for v in [value, *d_values] if v]
-    return Outcome(combine([verdict, *d_verdicts]), "; ".join(parts) or "—", "; ".join([reason, *d_reasons]),
-                   concat([main_rows, *d_rows]))
+    reasons = [reason, *d_reasons]
+    return Outcome(combine([verdict, *d_verdicts]), "; ".join(parts) or "—", "; ".join(reasons),
+                   concat([main_rows, *d_rows]), summary="; ".join(_finding_of(r) for r in reasons))
+
+
+def _finding_of(reason: str) -> str:
+    """``depth: hc x1.134/layer [1.110, 1.159], grows`` from a setting's reason: its experiment and what it
+    found, without the scope, so a combined verdict's summary shows every setting that decided it."""
+    clause = first_clause(reason)
+    scope, _, found = clause.partition(": ")
+    return f"{scope.split(' ')[0]}: {found}" if found else clause
 
 

@@ -126,6 +126,16 @@ def concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame | None:
     return pd.concat(kept).drop_duplicates("cell_id") if kept else None
 
 
+def default_knobs(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(rows with every knob at its variant's default, rows with some knob changed)``. A variant's
+    defaults are the method as published (mHC: 20 Sinkhorn iterations), so a claim about the method is
+    judged on the first; a swept knob (``sinkhorn_iters: [1, ...]``) is a study of its own (X2)."""
+    if "knobs" not in rows:
+        return rows, rows.iloc[0:0]
+    changed = rows["knobs"].fillna("").astype(str).str.strip() != ""
+    return rows[~changed], rows[changed]
+
+
 def recipe_split(rows: pd.DataFrame, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, float | None]:
     """``(on-recipe rows, off-recipe rows, recipe lr)``: the recipe is the main experiment's (gradient
     clipping on, its learning rate); a cell trained without clipping or above that lr is a stress cell.
