@@ -457,14 +457,16 @@ def test_numerical_replicate_is_not_missing_its_eval(tmp_path: Path) -> None:
     while the same cell without rerun is flagged."""
     from mhc_bench.report.cells import read_cell
 
-    flagged = {}
+    flagged, folders = {}, {}
     for rerun in (0, 1):
         cfg = cell_config("mhc", 4, 0, experiments=["main"])
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"rerun": rerun})})
-        folder = write_cell(tmp_path / f"r{rerun}", cfg, metrics_record(cfg))
+        folders[rerun] = folder = write_cell(tmp_path / f"r{rerun}", cfg, metrics_record(cfg))
         flagged[rerun] = [p.kind for p in read_cell(folder).problems]
     assert flagged[0] == [f"no {cf.EVAL}"]
     assert flagged[1] == []
+    # a profile that evaluates nothing (eval.enabled: false; the report rule passes --no-eval) misses none
+    assert read_cell(folders[0], evaluated=False).problems == []
 
 
 def test_knobs_column_is_blank_not_nan_for_groups_without_knobs() -> None:

@@ -50,11 +50,13 @@ def experiments_line(frame: pd.DataFrame) -> str:
             + (f"; not run here: {', '.join(missing)}" if missing else ""))
 
 
-def build_report(results_dir: Path, out_dir: Path, profile: str | None = None) -> dict[str, Any]:
-    """Aggregate ``results_dir`` (one profile) into ``out_dir``; returns the paths and the scorecard."""
+def build_report(results_dir: Path, out_dir: Path, profile: str | None = None,
+                 evaluated: bool = True) -> dict[str, Any]:
+    """Aggregate ``results_dir`` (one profile) into ``out_dir``; returns the paths and the scorecard.
+    ``evaluated``: whether the profile evaluates at all (else no cell's eval.json is missing)."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     profile = profile or results_dir.resolve().name
-    cells = read_cells(results_dir)
+    cells = read_cells(results_dir, evaluated)
     bench, problems = read_bench(results_dir)
     problems += [p for c in cells for p in c.problems]
     frame, mismatches = build_frame(cells)

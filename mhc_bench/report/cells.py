@@ -57,8 +57,9 @@ def _dump(record: Any) -> dict[str, Any] | None:
     return None if record is None else record.model_dump()
 
 
-def read_cell(folder: Path) -> Cell:
-    """Read a cell folder; never raises for missing or malformed files."""
+def read_cell(folder: Path, evaluated: bool = True) -> Cell:
+    """Read a cell folder; never raises for missing or malformed files. ``evaluated``: whether the
+    profile evaluates at all (``eval.enabled``)."""
     cell = Cell(cell_id=folder.name, folder=folder)
     cell.config = _guarded(cell, "config", lambda: cf.read_config(folder))
     cell.metrics = _dump(_guarded(cell, cf.METRICS, lambda: cf.read_metrics(folder)))
@@ -82,7 +83,7 @@ def read_cell(folder: Path) -> Cell:
         cell.problems.append(Problem(cid, f"no {cf.METRICS}", "not trained, or training failed before "
                                      "writing it"))
     if (cell.metrics is not None and cell.eval is None and f"unreadable {cf.EVAL}" not in unreadable
-            and cf.EVAL not in corrupt and expects_eval(cell)):
+            and cf.EVAL not in corrupt and evaluated and expects_eval(cell)):
         cell.problems.append(Problem(cid, f"no {cf.EVAL}", "trained but not evaluated"))
     if cell.eval is not None and cell.eval["status"] == "skipped":
         cell.problems.append(Problem(cid, "eval skipped", str(cell.eval.get("reason") or "")))
@@ -118,12 +119,13 @@ def _drop_stale_probes(cell: Cell) -> None:
                 entry.pop(key, None)
 
 
-def read_cells(results_dir: Path) -> list[Cell]:
-    """Every folder under ``<results>/cells/``, sorted by cell id (stable output order)."""
+def read_cells(results_dir: Path, evaluated: bool = True) -> list[Cell]:
+    """Every folder under ``<results>/cells/``, sorted by cell id (stable output order); ``evaluated``:
+    whether the profile evaluates any cell (else none is expected to have eval.json)."""
     root = results_dir / "cells"
     if not root.is_dir():
         return []
-    return [read_cell(p) for p in sorted(root.iterdir(), key=lambda p: p.name) if p.is_dir()]
+    return [read_cell(p, evaluated) for p in sorted(root.iterdir(), key=lambda p: p.name) if p.is_dir()]
 
 
 def read_bench(results_dir: Path) -> tuple[dict[str, Any] | None, list[Problem]]:

@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile", default=None, help="profile name for the header (default: the folder name)"
     )
+    parser.add_argument(
+        "--no-eval", action="store_true",
+        help="the profile evaluates nothing (eval.enabled: false): a cell without eval.json is not missing",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if not results.is_dir():
         print(f"mhc-bench report: no results folder {results}")
         return 2
-    out = build_report(results, Path(args.out), args.profile)
+    out = build_report(results, Path(args.out), args.profile, evaluated=not args.no_eval)
     verdicts = [row["verdict"] for row in out["scorecard"]]
     n_problems = len(out["problems"])
     print(f"report for {out['profile']}: {out['n_cells']} cells, {n_problems} missing/inconsistent item(s)")

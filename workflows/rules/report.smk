@@ -27,10 +27,12 @@ rule report:
         ),
     params:
         profile=PROFILE,
+        # a profile that evaluates nothing has no missing eval.json
+        no_eval="" if config["eval"]["enabled"] else "--no-eval",
     log:
         f"{R}/logs/report.log",
     conda:
         CONDA_ENV
     shell:
         "python -m mhc_bench.cli report --results \"$(dirname {output.summary:q})\" "
-        "--out \"$(dirname {output.md:q})\" --profile {params.profile:q} > {log:q} 2>&1"
+        "--out \"$(dirname {output.md:q})\" --profile {params.profile:q} {params.no_eval} > {log:q} 2>&1"
