@@ -12,7 +12,7 @@ from mhc_bench.report.aggregate import scale_key, sorted_groups
 from mhc_bench.report.compare import completed, is_reference, trained
 from mhc_bench.report.stats import fmt_num, fmt_spread
 from mhc_bench.report.tables import Table, experiments_text, group_cols
-from mhc_bench.report.verdicts import collapsed, default_knobs, recipe_split
+from mhc_bench.report.verdicts import collapsed, published_recipe_split
 
 
 def power_table(frame: pd.DataFrame, effects: dict[str, float]) -> Table:
@@ -67,8 +67,8 @@ def stress_table(frame: pd.DataFrame, variant: str, high: float, ceiling: float)
     """Finding X1 per cell: the off-recipe cells' gains and the projection's convergence."""
     title = f"Off-recipe stress of the projection ({variant}, finding X1)"
     rows = trained(frame[frame["variant"] == variant]) if not frame.empty else frame
-    rows, _ = default_knobs(rows)  # the method as published; swept knobs are X2's
-    _, stress, recipe_lr = recipe_split(rows, frame) if not rows.empty else (rows, rows, None)
+    _, stress, recipe_lr, _ = (published_recipe_split(rows, frame) if not rows.empty
+                               else (rows, rows, None, rows))
     out = []
     for _, r in stress.sort_values(["lr", "seed"]).iterrows():
         need = r.get("max_sinkhorn_iters_needed")

@@ -27,9 +27,9 @@ from mhc_bench.report.verdicts import (
     Outcome,
     combine,
     concat,
-    default_knobs,
     first_clause,
     missing_experiment,
+    published_recipe_split,
     recipe_split,
     rule,
     trained_cells,
@@ -39,10 +39,7 @@ FORWARD_TOLERANCE = 1e-4  # a forward gain this close to 1 is "1 by construction
 
 
 def _recipe(ev: Evidence, variant: str) -> tuple[pd.DataFrame, pd.DataFrame, float | None, pd.DataFrame]:
-    """``(recipe cells, off-recipe stress cells, recipe lr, cells with changed knobs)``: only cells of the
-    method as published (every knob at its default) are the recipe's or X1's."""
-    published, tuned = default_knobs(trained_cells(ev, variant))
-    return (*recipe_split(published, ev.frame), tuned)
+    return published_recipe_split(trained_cells(ev, variant), ev.frame)
 
 
 def _off_recipe_note(stress: pd.DataFrame, tuned: pd.DataFrame) -> str:

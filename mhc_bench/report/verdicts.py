@@ -152,6 +152,15 @@ def recipe_split(rows: pd.DataFrame, frame: pd.DataFrame) -> tuple[pd.DataFrame,
     return rows[on], rows[~on], recipe_lr
 
 
+def published_recipe_split(
+    rows: pd.DataFrame, frame: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame, float | None, pd.DataFrame]:
+    """``(recipe rows, off-recipe stress rows, recipe lr, rows with changed knobs)``: only cells of the
+    method as published (every knob at its default) are the recipe's (C1/C2) or its stress test's (X1)."""
+    published, tuned = default_knobs(rows)
+    return (*recipe_split(published, frame), tuned)
+
+
 def collapsed(rows: pd.DataFrame, threshold: float) -> tuple[bool, float]:
     """Whether a group's streams collapsed: the median over its cells of the final layer's stream spread
     below ``threshold``; and that median (NaN without values)."""
