@@ -61,18 +61,20 @@ def has_choices(subtask: str) -> bool:
     return subtask not in FREE_FORM
 
 
-def _item(question: str, target: str, choices: list[str], key: str | None = None) -> Item:
+def item(question: str, target: str, choices: list[str], key: str | None = None) -> Item:
+    """One BBH-format item (generated here or converted from BIG-bench's files, ``bigbench.py``);
+    ``key`` (default: the question) decides its train / evaluation side."""
     label = choices.index(target) if choices else -1
     chance = 1.0 / len(choices) if choices else 0.0
     return {"key": question if key is None else key, "input": question, "target": target,
             "choices": choices, "label": label, "chance": chance}
 
 
-def _lettered(stem: str, options: list[str], gold: int) -> Item:
+def lettered(stem: str, options: list[str], gold: int, key: str | None = None) -> Item:
     """BBH's lettered format: the stem, ``Options:``, one ``(A) ...`` line per option; target ``(X)``."""
     lines = "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
     choices = [f"({LETTERS[i]})" for i in range(len(options))]
-    return _item(f"{stem}\nOptions:\n{lines}", choices[gold], choices)
+    return item(f"{stem}\nOptions:\n{lines}", choices[gold], choices, key)
 
 
 def _article(noun: str) -> str:
@@ -116,7 +118,7 @@ def boolean_expressions_stream(seed: int) -> Iterator[Item]:
     for tokens in exprs:
         text = " ".join(tokens)
         value = str(eval(text, {"__builtins__": {}}))  # only True/False/and/or/not/parentheses
-        yield _item(f"{text} is", value, ["True", "False"], text)
+        yield item(f"{text} is", value, ["True", "False"], text)
 
 
 # ---------------------------------------------------------------- multistep_arithmetic_two
@@ -135,7 +137,7 @@ def multistep_arithmetic_stream(seed: int) -> Iterator[Item]:
     while True:
         expr = f"({group()} {rng.choice(ops)} {group()})"
         value = str(eval(expr, {"__builtins__": {}}))  # integers and + - * only
-        yield _item(f"{expr} =", value, [], expr)
+        yield item(f"{expr} =", value, [], expr)
 
 
 # ---------------------------------------------------------------- web_of_lies
@@ -154,7 +156,7 @@ def web_of_lies_stream(seed: int, sentences: int = 5) -> Iterator[Item]:
             subject = names[i] if i == 0 else f"{names[i]} says {names[i - 1]}"
             parts.append(f"{subject} {statement}.")
         question = " ".join(parts) + f" Does {names[sentences - 1]} tell the truth?"
-        yield _item(f"Question: {question}", "Yes" if answer else "No", ["Yes", "No"], question)
+        yield item(f"Question: {question}", "Yes" if answer else "No", ["Yes", "No"], question)
 
 
 # ---------------------------------------------------------------- dyck_languages
@@ -179,7 +181,7 @@ def dyck_languages_stream(seed: int) -> Iterator[Item]:
         if not 1 <= len(stack) <= 5:
             continue
         target = " ".join(BRACKETS[b] for b in reversed(stack))
-        yield _item(f"{DYCK_PROMPT} {' '.join(shown)}", target, [])
+        yield item(f"{DYCK_PROMPT} {' '.join(shown)}", target, [])
 
 
 # ---------------------------------------------------------------- word_sorting
@@ -188,7 +190,7 @@ def word_sorting_stream(seed: int) -> Iterator[Item]:
     while True:
         words = rng.sample(V.WORDS, rng.randint(3, 6))
         question = f"Sort the following words alphabetically: List: {' '.join(words)}"
-        yield _item(question, " ".join(sorted(words)), [])
+        yield item(question, " ".join(sorted(words)), [])
 
 
 # ---------------------------------------------------------------- object_counting
@@ -219,7 +221,7 @@ def object_counting_stream(seed: int) -> Iterator[Item]:
             parts.append(_article(kind[0]) if count == 1 else f"{V.NUMBER_WORDS[count]} {kind[1]}")
             total += count if kind in counted else 0
         question = f"I have {_listing(parts)}. How many {category} do I have?"
-        yield _item(question, str(total), [])
+        yield item(question, str(total), [])
 
 
 # ---------------------------------------------------------------- date_understanding
@@ -335,7 +337,7 @@ def date_understanding_stream(seed: int, n_options: int = 6) -> Iterator[Item]:
         options = [gold, *wrong]
         rng.shuffle(options)
         stem = f"{context} What is the date {phrase} in MM/DD/YYYY?"
-        yield _lettered(stem, [_mdy(o) for o in options], options.index(gold))
+        yield lettered(stem, [_mdy(o) for o in options], options.index(gold))
 
 
 # ---------------------------------------------------------------- tracking_shuffled_objects
@@ -384,7 +386,7 @@ def tracking_shuffled_objects_stream(seed: int, swaps: int = 3) -> Iterator[Item
                           for p, x in zip(PLAYERS, things, strict=True)])
         stem = (f"{_listing(list(PLAYERS))} {opening} {start}.\n{trading} {' '.join(steps)} "
                 f"{closing.format(p=who)}")
-        yield _lettered(stem, [fmt.format(x=x) for x in things], things.index(held[who]))
+        yield lettered(stem, [fmt.format(x=x) for x in things], things.index(held[who]))
 
 
 # ---------------------------------------------------------------- logical_deduction
@@ -454,7 +456,7 @@ def logical_deduction_stream(seed: int) -> Iterator[Item]:
             nouns = [_article(n) for n in nouns]
         paragraph = " ".join([sc["intro"].format(objects=_listing(nouns)), *said])
         options = [_sentence(f"{names[i]} {sc['is']} {sc['ranks'][asked]}") for i in range(3)]
-        yield _lettered(f"{DEDUCTION_PREFIX} {paragraph}", options, order.index(asked))
+        yield lettered(f"{DEDUCTION_PREFIX} {paragraph}", options, order.index(asked))
 
 
 # ---------------------------------------------------------------- navigate
@@ -523,7 +525,7 @@ def navigate_stream(seed: int) -> Iterator[Item]:
             build = _navigate_forward if rng.random() < 0.5 else _navigate_turns
             instructions = build(rng, back)
         stem = f"{NAVIGATE_PROMPT} {' '.join(instructions)}\nOptions:\n- Yes\n- No"
-        yield _item(stem, "Yes" if back else "No", ["Yes", "No"])
+        yield item(stem, "Yes" if back else "No", ["Yes", "No"])
 
 
 STREAMS: dict[str, Callable[[int], Iterator[Item]]] = {

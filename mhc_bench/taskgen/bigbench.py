@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from mhc_bench.errors import UserError
+from mhc_bench.taskgen.bbh import item, lettered
 from mhc_bench.taskgen.splits import seeded_rng
 
 Item = dict[str, Any]
 SCHEME = "bigbench:"
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 TASKS_DIR = "bigbench/benchmark_tasks"
 
 # subtask -> task.json under benchmark_tasks/
@@ -140,22 +140,13 @@ def read_tasks(source: BigBenchSource) -> dict[str, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- BBH format
-def _item(question: str, target: str, choices: list[str], key: str) -> Item:
-    label = choices.index(target) if choices else -1
-    chance = 1.0 / len(choices) if choices else 0.0
-    return {"key": key, "input": question, "target": target, "choices": choices, "label": label,
-            "chance": chance}
-
-
 def _lettered(subtask: str, example: dict[str, Any], stem: str, strip_period: bool) -> Item:
     options = list(example["target_scores"])
     gold = max(options, key=lambda o: example["target_scores"][o])
     seeded_rng(subtask, example["input"], *options).shuffle(options)  # BIG-bench often lists gold first
     shown = [o.rstrip(".") if strip_period else o for o in options]
-    lines = "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(shown))
-    choices = [f"({LETTERS[i]})" for i in range(len(options))]
     key = example["input"] + "\x00" + "\x00".join(sorted(options))
-    return _item(f"{stem}\nOptions:\n{lines}", choices[options.index(gold)], choices, key)
+    return lettered(stem, shown, options.index(gold), key)
 
 
 def _convert(subtask: str, task: dict[str, Any], example: dict[str, Any]) -> Item:
@@ -164,11 +155,11 @@ def _convert(subtask: str, task: dict[str, Any], example: dict[str, Any]) -> Ite
     if subtask == "navigate":
         target = "Yes" if scores["True"] == 1 else "No"
         stem = f"{task['task_prefix'].strip()} {text}\nOptions:\n- Yes\n- No"
-        return _item(stem, target, ["Yes", "No"], text)
+        return item(stem, target, ["Yes", "No"], text)
     if subtask == "sports_understanding":
         target = "yes" if scores["plausible"] == 1 else "no"
         stem = f'Is the following sentence plausible? "{text.rstrip(".")}."'
-        return _item(stem, target, ["yes", "no"], text)
+        return item(stem, target, ["yes", "no"], text)
     if subtask == "logical_deduction_three_objects":
         return _lettered(subtask, example, f"{task['task_prefix'].strip()} {text}", strip_period=True)
     return _lettered(subtask, example, text, strip_period=subtask != "date_understanding")
